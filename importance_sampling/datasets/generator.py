@@ -1,0 +1,117 @@
+"""Datasets streamed from a Python generator of batches."""
+
+from importance_sampling.datasets.base import BaseDataset
+from importance_sampling.utils import nested
+
+
+class _BatchStream:
+    """Cut a stream of `(x, y)` batches into pieces of any size.
+
+    The stream is read on and never restarted, so consecutive requests see
+    consecutive samples.
+    """
+
+    def __init__(self, batches):
+        self._batches = iter(batches)
+        self._buffer = []
+        self._buffered = 0
+        self.position = 0
+
+    def _next_batch(self):
+        try:
+            x, y = next(self._batches)
+        except StopIteration:
+            raise ValueError(
+                "The training generator is exhausted. Importance training "
+                "reads more batches than `steps_per_epoch` (it assembles its "
+                "candidates from the stream): pass a generator that loops "
+                "forever, e.g. a `while True:` loop."
+            ) from None
+        return nested.to_numpy((x, y))
+
+    def peek(self):
+        """The first buffered batch, read from the stream if needed."""
+        if not self._buffer:
+            batch = self._next_batch()
+            self._buffer.append(batch)
+            self._buffered += nested.num_samples(batch[0])
+        return self._buffer[0]
+
+    def take(self, count):
+        """The next `count` samples as one batch."""
+        while self._buffered < count:
+            batch = self._next_batch()
+            self._buffer.append(batch)
+            self._buffered += nested.num_samples(batch[0])
+        data = nested.concatenate(self._buffer)
+        self._buffer = [nested.take(data, slice(count, None))]
+        self._buffered -= count
+        self.position += count
+        return nested.take(data, slice(0, count))
+
+
+class GeneratorDataset(BaseDataset):
+    """A dataset whose training split is read from an endless generator.
+
+    Sampling from it is streamed: the candidates of each step are the next
+    samples of the generator, so the generator should shuffle its data.
+
+    Args:
+        train_data: A generator (or any iterator) yielding `(x, y)` batches.
+        test_data: Test data: a tuple of arrays `(x, y)`, a generator of
+            batches, or `None`.
+        test_data_length: The number of batches to read from a test
+            generator. Required when `test_data` is a generator.
+    """
+
+    random_access = False
+
+    def __init__(self, train_data, test_data=None, test_data_length=None):
+        self._stream = _BatchStream(train_data)
+        self._test_data = test_data
+        self._test_steps = test_data_length
+        if test_data is not None and not isinstance(test_data, (tuple, list)):
+            if test_data_length is None:
+                raise ValueError(
+                    "`test_data_length` (the number of batches to read) is "
+                    "required when `test_data` is a generator. Received: "
+                    "test_data_length=None"
+                )
+
+    def _draw(self, split, count, rng):
+        if split != "train":
+            raise ValueError("Only the training split of a GeneratorDataset is streamed.")
+        start = self._stream.position
+        x, y = self._stream.take(count)
+        return list(range(start, start + count)), x, y
+
+    def _get(self, split, idxs):
+        raise TypeError(
+            "A GeneratorDataset is read as a stream and has no random access. "
+            f"Received an index into its {split} data"
+        )
+
+    def _size(self, split):
+        if split == "test":
+            if self._test_data is None:
+                return 0
+            if isinstance(self._test_data, (tuple, list)):
+                return nested.num_samples(self._test_data[0])
+        raise TypeError(f"The {split} data of a GeneratorDataset has no length.")
+
+    def evaluation_arguments(self):
+        if self._test_data is None:
+            return None
+        if isinstance(self._test_data, (tuple, list)):
+            x, y = self._test_data
+            return {"x": x, "y": y}
+        return {"x": self._test_data, "steps": self._test_steps}
+
+    @property
+    def shape(self):
+        return nested.map_shapes(self._stream.peek()[0])
+
+    @property
+    def output_size(self):
+        y = self._stream.peek()[1]
+        return int(y.shape[1]) if y.ndim > 1 else 1

@@ -1,0 +1,165 @@
+"""Reweighting policies: turn the scores of the sampled items into weights.
+
+A policy works in two stages. `sample_weights()` runs on the host, when the
+batch is drawn, and returns a `(batch_size, weight_size)` array. `step_weights()`
+runs inside the compiled train step and turns that array, together with the
+scores observed in the step, into one weight per sample. Most policies know
+their weights before the step and simply pass the first column through.
+"""
+
+import numpy as np
+from keras import ops
+
+_EPSILON = 1e-12
+
+
+def _check_k(k):
+    if k > 1:
+        raise ValueError(
+            "`k` must be at most 1 (1 is unbiased importance sampling, smaller "
+            f"values focus on hard examples). Received: k={k}"
+        )
+    return float(k)
+
+
+def _biased_weights(unbiased, scores, k, xp):
+    """Raise `unbiased` weights to the power `k`, keeping `sum(w * s)` fixed.
+
+    `xp` is the array namespace: `numpy` on the host, `keras.ops` in a step.
+    """
+    biased = unbiased**k
+    return biased * (xp.sum(unbiased * scores) / xp.sum(biased * scores))
+
+
+class ReweightingPolicy:
+    """Base class of the reweighting policies.
+
+    Subclasses implement `sample_weights()` and, when the weights depend on
+    what the train step observes, `step_weights()` and `weight_size`.
+    """
+
+    weight_size = 1
+
+    def sample_weights(self, positions, scores):
+        """Weights of the items drawn from a set of scored candidates.
+
+        Args:
+            positions: Integer array, the positions of the drawn items among
+                the candidates (with repetitions).
+            scores: Float array of the scores of all candidates.
+
+        Returns:
+            A float32 array of shape `(len(positions), weight_size)`.
+        """
+        raise NotImplementedError
+
+    def step_weights(self, weights, scores):
+        """Final per-sample weights inside the train step.
+
+        Args:
+            weights: Tensor of shape `(batch_size, weight_size)` from
+                `sample_weights()`.
+            scores: Tensor of shape `(batch_size,)`, the scores observed in the
+                step's forward pass.
+
+        Returns:
+            A tensor of shape `(batch_size,)`.
+        """
+        return weights[:, 0]
+
+
+class NoReweightingPolicy(ReweightingPolicy):
+    """Give every sampled item the weight 1 (plain hard-example mining)."""
+
+    def sample_weights(self, positions, scores):
+        return np.ones((len(positions), 1), dtype="float32")
+
+
+class BiasedReweightingPolicy(ReweightingPolicy):
+    """Importance weights raised to the power `k`, then rescaled.
+
+    With `B` candidates of scores `s`, the unbiased weight of item `i` is
+    `w_i = (sum(s) / B) / s_i`. The policy uses `w_i ** k`, scaled so that the
+    weighted loss of the batch, `sum(w * s)`, stays the same.
+
+    Args:
+        k: Bias exponent, at most 1. `k=1` gives unbiased importance sampling,
+            `k=0` ignores the weights (max-loss end), `k<0` biases further
+            towards hard examples. Defaults to `0.5`.
+
+    References:
+        - [Katharopoulos & Fleuret, 2017](https://arxiv.org/abs/1706.00043)
+    """
+
+    def __init__(self, k=0.5):
+        self.k = _check_k(k)
+
+    def sample_weights(self, positions, scores):
+        scores = np.asarray(scores, dtype="float64")
+        chosen = scores[positions]
+        unbiased = scores.mean() / chosen
+        weights = _biased_weights(unbiased, chosen, self.k, np)
+        return np.asarray(weights, dtype="float32")[:, None]
+
+
+class AdjustedBiasedReweightingPolicy(ReweightingPolicy):
+    """Biased weights recomputed from the scores observed in the train step.
+
+    The candidates outside the batch keep their presample scores; the batch's
+    own scores are replaced by those of the step's forward pass, and the
+    weights of `BiasedReweightingPolicy` are computed from that mix.
+
+    Args:
+        k: Bias exponent, at most 1. Defaults to `0.5`.
+    """
+
+    weight_size = 2
+
+    def __init__(self, k=0.5):
+        self.k = _check_k(k)
+
+    def sample_weights(self, positions, scores):
+        scores = np.asarray(scores, dtype="float64")
+        outside = np.ones(len(scores), dtype=bool)
+        outside[positions] = False
+        summary = [len(scores), scores[outside].sum()]
+        return np.tile(np.asarray(summary, dtype="float32"), (len(positions), 1))
+
+    def step_weights(self, weights, scores):
+        num_candidates, outside_sum = weights[0, 0], weights[0, 1]
+        scores = ops.maximum(scores, _EPSILON)
+        unbiased = (outside_sum + ops.sum(scores)) / num_candidates / scores
+        return ops.stop_gradient(_biased_weights(unbiased, scores, self.k, ops))
+
+
+class CorrectingReweightingPolicy(ReweightingPolicy):
+    """Biased weights corrected by how wrong the predicted scores were.
+
+    The weight of `BiasedReweightingPolicy` is multiplied by
+    `clip(predicted_score / observed_score, 0, 2)`, so that items whose score
+    was overestimated, and therefore sampled too often, count less.
+
+    Args:
+        k: Bias exponent, at most 1. Defaults to `0.5`.
+    """
+
+    weight_size = 2
+
+    def __init__(self, k=0.5):
+        self._biased = BiasedReweightingPolicy(k)
+        self.k = self._biased.k
+
+    def sample_weights(self, positions, scores):
+        weights = self._biased.sample_weights(positions, scores)
+        predicted = np.asarray(scores, dtype="float32")[positions, None]
+        return np.hstack([weights, predicted])
+
+    def step_weights(self, weights, scores):
+        correction = ops.clip(weights[:, 1] / ops.maximum(scores, _EPSILON), 0.0, 2.0)
+        return ops.stop_gradient(weights[:, 0] * correction)
+
+
+def unbiased_weights(positions, scores):
+    """`1 / (B p_i)` for the drawn items: weights of an unbiased estimate."""
+    scores = np.asarray(scores, dtype="float64")
+    return np.asarray(scores.mean() / scores[positions], dtype="float32")

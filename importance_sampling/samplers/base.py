@@ -1,0 +1,146 @@
+"""The sampler interface and the one place where a batch is drawn.
+
+A step goes: `candidates()` picks items and (optionally) scores them,
+decorators transform the scores, `sample()` draws the batch from the
+candidates in proportion to their scores and asks the reweighting policy for
+the weights, and after the train step `update()` receives the observed scores.
+"""
+
+import warnings
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from importance_sampling import signals
+from importance_sampling.reweighting import unbiased_weights
+from importance_sampling.utils import nested
+
+
+class Candidates(NamedTuple):
+    """Items a batch is drawn from.
+
+    `scores` is `None` for uniform sampling. `x` and `y` may be `None`, in
+    which case only the drawn items are read from the dataset.
+    """
+
+    idxs: Any
+    x: Any = None
+    y: Any = None
+    scores: Any = None
+
+
+class SampledBatch(NamedTuple):
+    """One drawn batch.
+
+    Attributes:
+        idxs: Dataset indices of the items.
+        x: Their inputs.
+        y: Their targets.
+        weights: The reweighting policy's weights, `(batch_size, weight_size)`.
+        metric_weights: `1 / (B p_i)`, the weights that make the batch's mean
+            an unbiased estimate of the mean over the training set; used for
+            the displayed training metrics.
+        scores: Their scores, or `None` under uniform sampling.
+    """
+
+    idxs: Any
+    x: Any
+    y: Any
+    weights: Any
+    metric_weights: Any
+    scores: Any
+
+
+def sampling_scores(scores):
+    """Scores fit to be sampling probabilities, or `None` to sample uniformly.
+
+    NaN, infinite or negative scores, or scores that are all zero, cannot
+    define a distribution: a warning is issued and `None` is returned.
+    """
+    scores = np.asarray(scores, dtype="float64")
+    if np.all(np.isfinite(scores)) and np.all(scores >= 0) and scores.sum() > 0:
+        return scores
+    warnings.warn(
+        "The importance scores of this step are not usable as sampling "
+        "probabilities (NaN, infinite, negative or all zero); the batch is "
+        "sampled uniformly instead.",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+    return None
+
+
+class BaseSampler:
+    """Draw batches from a dataset.
+
+    Subclasses implement `candidates()` and, when they learn from the train
+    steps, `update()`. Samplers with state implement `get_state()` and
+    `set_state()`; `reset()` is called at the start of every `fit`.
+
+    Args:
+        dataset: A `BaseDataset`.
+        reweighting: A `ReweightingPolicy`.
+        seed: Seed of the sampler's random generator. Defaults to a seed
+            drawn from NumPy's global generator, so that
+            `keras.utils.set_random_seed()` makes runs reproducible.
+    """
+
+    def __init__(self, dataset, reweighting, seed=None):
+        self.dataset = dataset
+        self.reweighting = reweighting
+        if seed is None:
+            seed = np.random.randint(2**31 - 1)
+        self.rng = np.random.default_rng(seed)
+
+    def candidates(self, batch_size):
+        """The candidates of one batch of `batch_size` items, as `Candidates`."""
+        raise NotImplementedError
+
+    def sample(self, batch_size):
+        """Draw one batch of `batch_size` items.
+
+        Returns:
+            A `SampledBatch`.
+        """
+        found = self.candidates(batch_size)
+        count = len(found.idxs)
+        scores = None
+        if found.scores is not None:
+            signals.score.send({"idxs": found.idxs, "scores": found.scores})
+            scores = sampling_scores(found.scores)
+        if scores is None:
+            uniform = np.ones(count)
+            if count == batch_size:
+                positions = np.arange(count)
+            else:
+                positions = self.rng.integers(0, count, size=batch_size)
+            weights = self.reweighting.sample_weights(positions, uniform)
+            metric_weights = np.ones(batch_size, dtype="float32")
+            chosen_scores = None
+        else:
+            positions = self.rng.choice(count, size=batch_size, p=scores / scores.sum())
+            weights = self.reweighting.sample_weights(positions, scores)
+            metric_weights = unbiased_weights(positions, scores)
+            chosen_scores = np.asarray(found.scores)[positions]
+        idxs = np.asarray(found.idxs)[positions]
+        if found.x is None:
+            x, y = self.dataset.train_data[idxs]
+        else:
+            x, y = nested.take((found.x, found.y), positions)
+        signals.sample.send(
+            {"idxs": idxs, "xy": (x, y), "w": weights, "predicted_scores": chosen_scores}
+        )
+        return SampledBatch(idxs, x, y, weights, metric_weights, chosen_scores)
+
+    def update(self, idxs, scores):
+        """Receive the scores observed for `idxs` in the train step."""
+
+    def reset(self):
+        """Forget what was learned (called at the start of `fit`)."""
+
+    def get_state(self):
+        """The sampler's learned state, as a dict of plain values."""
+        return {}
+
+    def set_state(self, state):
+        """Restore a state returned by `get_state()`."""

@@ -1,0 +1,99 @@
+"""Approximate importance sampling: predict each sample's loss."""
+
+import keras
+import numpy as np
+
+from importance_sampling.samplers.base import BaseSampler, Candidates
+from importance_sampling.samplers.labels import class_labels
+
+
+def _loss_predictor(history, num_classes, units=32):
+    """Masked 2-layer LSTM over the loss history, joined with a class embedding."""
+    losses = keras.Input((history, 1), name="loss_history")
+    mask = keras.Input((history,), dtype="bool", name="history_mask")
+    labels = keras.Input((1,), dtype="int32", name="label")
+    sequence = keras.layers.LSTM(units, return_sequences=True)(losses, mask=mask)
+    summary = keras.layers.LSTM(units)(sequence, mask=mask)
+    embedding = keras.layers.Flatten()(keras.layers.Embedding(num_classes, units)(labels))
+    joined = keras.layers.Concatenate()([summary, embedding])
+    predictor = keras.Model([losses, mask, labels], keras.layers.Dense(1)(joined))
+    predictor.compile(optimizer="adam", loss="mse")
+    return predictor
+
+
+class LSTMSampler(BaseSampler):
+    """Sample by losses predicted from each sample's loss history and class.
+
+    Per sample, the last `history` observed losses are kept (initialised to
+    `log(num_classes)`). A small LSTM, trained online towards the observed
+    losses, predicts the loss of `presample` uniform candidates; the batch is
+    drawn from them in proportion to the (non-negative) prediction. The first
+    `warmup` batches are uniform.
+
+    Args:
+        dataset: A `BaseDataset` with random access and class targets.
+        reweighting: A `ReweightingPolicy`.
+        presample: Number of candidates per batch. Defaults to `2048`.
+        history: Number of past losses kept per sample. Defaults to `10`.
+        warmup: Number of initial uniform batches. Defaults to `100`.
+        seed: Seed of the sampler's random generator.
+
+    Raises:
+        ValueError: for a streamed dataset or targets that are not classes.
+    """
+
+    def __init__(self, dataset, reweighting, presample=2048, history=10,
+                 warmup=100, seed=None):
+        if not dataset.random_access:
+            raise ValueError(
+                "LSTMSampler needs random access to the training data and the "
+                "class of every sample. Received: a streamed "
+                f"{type(dataset).__name__}"
+            )
+        super().__init__(dataset, reweighting, seed)
+        self.labels, self.num_classes = class_labels(dataset.train_data[:][1])
+        self.presample = presample
+        self.history = history
+        self.warmup = warmup
+        self.predictor = _loss_predictor(history, self.num_classes)
+        self.reset()
+
+    def reset(self):
+        count = len(self.labels)
+        self.losses = np.full((count, self.history), np.log(self.num_classes), "float32")
+        self.counts = np.zeros(count, dtype="int64")
+        self.steps = 0
+
+    def _predictor_inputs(self, idxs):
+        observed = np.maximum(self.counts[idxs], 1)[:, None]
+        mask = np.arange(self.history)[None, :] >= self.history - observed
+        return [self.losses[idxs, :, None], mask, self.labels[idxs, None]]
+
+    def candidates(self, batch_size):
+        if self.steps < self.warmup:
+            return Candidates(self.rng.integers(0, len(self.labels), size=batch_size))
+        idxs = self.rng.integers(0, len(self.labels), size=self.presample)
+        predicted = self.predictor.predict_on_batch(self._predictor_inputs(idxs))
+        return Candidates(idxs, scores=np.maximum(predicted[:, 0], 0))
+
+    def update(self, idxs, scores):
+        scores = np.asarray(scores, dtype="float32")
+        self.predictor.train_on_batch(self._predictor_inputs(idxs), scores)
+        self.losses[idxs, :-1] = self.losses[idxs, 1:]
+        self.losses[idxs, -1] = scores
+        self.counts[idxs] += 1
+        self.steps += 1
+
+    def get_state(self):
+        return {
+            "losses": self.losses.copy(),
+            "counts": self.counts.copy(),
+            "steps": self.steps,
+            "predictor_weights": self.predictor.get_weights(),
+        }
+
+    def set_state(self, state):
+        self.losses = state["losses"].copy()
+        self.counts = state["counts"].copy()
+        self.steps = state["steps"]
+        self.predictor.set_weights(state["predictor_weights"])

@@ -1,0 +1,132 @@
+"""Decorators that transform the scores of any sampler before drawing."""
+
+import numpy as np
+
+from importance_sampling.samplers.base import BaseSampler
+
+
+class SamplerDecorator(BaseSampler):
+    """Wrap a sampler and transform the scores of its candidates.
+
+    Subclasses implement `transform(scores)`. Everything else is delegated
+    to the wrapped sampler.
+
+    Args:
+        sampler: The `BaseSampler` to wrap.
+    """
+
+    def __init__(self, sampler):
+        self.sampler = sampler
+
+    @property
+    def dataset(self):
+        return self.sampler.dataset
+
+    @property
+    def reweighting(self):
+        return self.sampler.reweighting
+
+    @property
+    def rng(self):
+        return self.sampler.rng
+
+    def transform(self, scores):
+        """Return the transformed scores (a float64 array)."""
+        raise NotImplementedError
+
+    def candidates(self, batch_size):
+        found = self.sampler.candidates(batch_size)
+        if found.scores is None:
+            return found
+        return found._replace(scores=self.transform(np.asarray(found.scores, "float64")))
+
+    def update(self, idxs, scores):
+        self.sampler.update(idxs, scores)
+
+    def reset(self):
+        self.sampler.reset()
+
+    def get_state(self):
+        return {"sampler": self.sampler.get_state()}
+
+    def set_state(self, state):
+        self.sampler.set_state(state["sampler"])
+
+
+def _check_smooth(c):
+    if not c >= 0:
+        raise ValueError(
+            f"`smooth` must be a non-negative number. Received: smooth={c}"
+        )
+    return float(c)
+
+
+class AdditiveSmoothingSampler(SamplerDecorator):
+    """Add a constant to every score: `s_i + c`, pulling towards uniform.
+
+    Args:
+        sampler: The `BaseSampler` to wrap.
+        c: The constant, at least 0. Defaults to `1.0`.
+    """
+
+    def __init__(self, sampler, c=1.0):
+        super().__init__(sampler)
+        self.c = _check_smooth(c)
+
+    def transform(self, scores):
+        return scores + self.c
+
+
+class AdaptiveAdditiveSmoothingSampler(SamplerDecorator):
+    """Add `c` times a moving average of the mean score: `s_i + c * mu`.
+
+    Before each draw, `mu <- 0.9 mu + 0.1 mean(s)` over the unsmoothed
+    scores of the candidates, starting from `mu = 1`.
+
+    Args:
+        sampler: The `BaseSampler` to wrap.
+        c: The multiplier, at least 0. Defaults to `1.0`.
+    """
+
+    MOMENTUM = 0.9
+
+    def __init__(self, sampler, c=1.0):
+        super().__init__(sampler)
+        self.c = _check_smooth(c)
+        self.mean = 1.0
+
+    def transform(self, scores):
+        self.mean = self.MOMENTUM * self.mean + (1 - self.MOMENTUM) * float(scores.mean())
+        return scores + self.c * self.mean
+
+    def reset(self):
+        super().reset()
+        self.mean = 1.0
+
+    def get_state(self):
+        return {**super().get_state(), "mean": self.mean}
+
+    def set_state(self, state):
+        super().set_state(state)
+        self.mean = state["mean"]
+
+
+class PowerSmoothingSampler(SamplerDecorator):
+    """Raise every score to a power in `[0, 1]`: `s_i ** power`.
+
+    Args:
+        sampler: The `BaseSampler` to wrap.
+        power: The exponent; 1 keeps the scores, 0 makes sampling uniform.
+            Defaults to `0.5`.
+    """
+
+    def __init__(self, sampler, power=0.5):
+        super().__init__(sampler)
+        if not 0 <= power <= 1:
+            raise ValueError(
+                f"`power` must be in [0, 1]. Received: power={power}"
+            )
+        self.power = float(power)
+
+    def transform(self, scores):
+        return scores**self.power

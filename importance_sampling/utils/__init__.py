@@ -1,0 +1,1 @@
+"""Internal helpers of the importance sampling library."""

@@ -1,0 +1,49 @@
+"""Indexing of data given as an array or a list or dict of arrays."""
+
+import numpy as np
+from keras import tree
+
+
+def take(data, idxs):
+    """Rows `idxs` of every array in `data`."""
+    return tree.map_structure(lambda array: array[idxs], data)
+
+
+def num_samples(data):
+    """The common number of rows of the arrays in `data`.
+
+    Raises:
+        ValueError: if the arrays disagree.
+    """
+    lengths = {len(array) for array in tree.flatten(data)}
+    if len(lengths) != 1:
+        raise ValueError(
+            "All input arrays must have the same number of samples. "
+            f"Received lengths: {sorted(lengths)}"
+        )
+    return lengths.pop()
+
+
+def to_numpy(data):
+    """Convert every leaf of `data` to a NumPy array."""
+    return tree.map_structure(np.asarray, data)
+
+
+def concatenate(parts):
+    """Concatenate a list of equally structured batches along the first axis."""
+    return tree.map_structure(lambda *arrays: np.concatenate(arrays), *parts)
+
+
+def map_shapes(data):
+    """The shape of one sample of every array in `data`."""
+    return tree.map_structure(lambda array: tuple(array.shape[1:]), data)
+
+
+def check_lengths(x, y, name):
+    """Raise a `ValueError` unless `x` and `y` have as many samples."""
+    num_x = num_samples(x)
+    if num_x != len(y):
+        raise ValueError(
+            f"The {name} inputs and targets must have the same number of "
+            f"samples. Received: {num_x} inputs and {len(y)} targets"
+        )
