@@ -110,7 +110,7 @@ class OracleWrapper:
                     f"`activation`. Received: last layer {last.name!r} of type "
                     f"{type(last).__name__}"
                 )
-            trunk = keras.Model(self.model.inputs, last.input)
+            trunk = keras.Model(self.model.input, last.input)
             self._logits_parts = (trunk, last)
         return self._logits_parts
 
@@ -127,7 +127,8 @@ class OracleWrapper:
             tape.watch(logits)
             y_pred = activation(logits)
             losses = self._loss_fn(y, y_pred)
-        gradients = tape.gradient(ops.sum(losses), logits)
+            total = ops.sum(losses)
+        gradients = tape.gradient(total, logits)
         batch = ops.shape(gradients)[0]
         norms = ops.norm(ops.reshape(gradients, (batch, -1)), axis=1)
         return y_pred, losses, norms
@@ -138,8 +139,8 @@ class OracleWrapper:
         def norm_of_one(sample):
             x_i, y_i = nested.take(sample, None)
             with tf.GradientTape() as tape:
-                loss = self._loss_fn(y_i, self.model(x_i, training=training))
-            gradients = tape.gradient(ops.sum(loss), weights)
+                loss = ops.sum(self._loss_fn(y_i, self.model(x_i, training=training)))
+            gradients = tape.gradient(loss, weights)
             squares = [ops.sum(ops.square(g)) for g in gradients if g is not None]
             return ops.sqrt(ops.sum(ops.stack(squares)))
 
