@@ -110,7 +110,8 @@ class OracleWrapper:
                     f"`activation`. Received: last layer {last.name!r} of type "
                     f"{type(last).__name__}"
                 )
-            trunk = keras.Model(self.model.input, last.input)
+            inputs = self.model.inputs
+            trunk = keras.Model(inputs[0] if len(inputs) == 1 else inputs, last.input)
             self._logits_parts = (trunk, last)
         return self._logits_parts
 
