@@ -27,7 +27,8 @@ setup(
     ],
     extras_require={
         "cpu": ["tensorflow-cpu>=2.16"],
-        "test": ["pytest"],
+        "examples": ["matplotlib"],
+        "test": ["pytest", "matplotlib", "mkdocs"],
     },
     classifiers=[
         "License :: OSI Approved :: MIT License",

@@ -1,16 +1,15 @@
 """Uniform sampling against importance sampling on the CanevetICML2016 toy problem.
 
-Both runs start from the same initial weights; the script prints the test
-accuracy and the wall time of each.
+Both runs start from the same initial weights; the script prints the final
+training loss, test loss and accuracy, wall time and optimizer steps of each.
+The data is generated, nothing is downloaded.
 
-    python examples/canevet_icml2016.py
+    python examples/canevet_icml2016.py [--uniform] [--plot canevet.png] [--N 64]
 """
-
-import argparse
-import time
 
 import keras
 
+import _common
 from importance_sampling.datasets import CanevetICML2016
 from importance_sampling.training import ImportanceTraining
 
@@ -23,51 +22,28 @@ def create_nn():
         keras.layers.Dense(40, activation="tanh"),
         keras.layers.Dense(1, activation="sigmoid"),
     ])
-    model.compile(optimizer="adam", loss="binary_crossentropy", metrics=["accuracy"])
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="binary_crossentropy",
+                  metrics=["accuracy"])
     return model
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--N", type=int, default=256, help="grid points per side")
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+    parser = _common.make_parser(__doc__, epochs=10, batch_size=64, compare=True)
+    parser.add_argument("--N", type=int, default=256,
+                        help="grid points per side (default: 256)")
+    args = _common.parse_args(parser, argv)
 
-    keras.utils.set_random_seed(args.seed)
     dataset = CanevetICML2016(N=args.N)
     x_train, y_train = dataset.train_data[:]
     x_test, y_test = dataset.test_data[:]
-    y_train, y_test = y_train.argmax(axis=1), y_test.argmax(axis=1)
-
-    model = create_nn()
-    weights = model.get_weights()
-    results = {}
-
-    # Uniform sampling
-    model.optimizer.learning_rate = 0.01
-    start = time.perf_counter()
-    model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs,
-              validation_data=(x_test, y_test), verbose=2)
-    results["uniform"] = (model.evaluate(x_test, y_test, verbose=0)[1],
-                          time.perf_counter() - start)
-
-    # Biased importance sampling from the same initial weights
-    model = create_nn()
-    model.set_weights(weights)
-    model.optimizer.learning_rate = 0.01
-    start = time.perf_counter()
-    ImportanceTraining(model, forward_batch_size=1024).fit(
-        x_train, y_train, batch_size=args.batch_size, epochs=args.epochs,
-        validation_data=(x_test, y_test), verbose=2,
+    train, test = _common.subset(
+        ((x_train, y_train.argmax(axis=1)), (x_test, y_test.argmax(axis=1))),
+        args.data_fraction,
     )
-    results["importance"] = (model.evaluate(x_test, y_test, verbose=0)[1],
-                             time.perf_counter() - start)
-
-    for name, (accuracy, seconds) in results.items():
-        print(f"{name:>10}: test accuracy {accuracy:.4f}, wall time {seconds:.1f} s")
-    return results
+    return _common.run(
+        args, create_nn, train, test,
+        lambda model: ImportanceTraining(model, forward_batch_size=1024),
+    )
 
 
 if __name__ == "__main__":
