@@ -25,6 +25,11 @@ setup(
         "numpy",
         "blinker",
     ],
+    entry_points={
+        "console_scripts": [
+            "importance-sampling = importance_sampling.experiment:main",
+        ],
+    },
     extras_require={
         "cpu": ["tensorflow-cpu>=2.16"],
         "examples": ["matplotlib"],
