@@ -1,0 +1,299 @@
+import keras
+import numpy as np
+import pytest
+from conftest import blobs, make_classifier, one_hot
+
+from importance_sampling import signals
+from importance_sampling.datasets import InMemoryDataset
+from importance_sampling.training import ApproximateImportanceTraining, ImportanceTraining
+
+X, LABELS = blobs(256, num_classes=3)
+Y = one_hot(LABELS, 3)
+X_VAL, LABELS_VAL = blobs(64, num_classes=3, seed=1)
+Y_VAL = one_hot(LABELS_VAL, 3)
+
+
+class HookRecorder(keras.callbacks.Callback):
+    """Record every hook called, with the model it was given."""
+
+    def __init__(self, stop_at_batch=None):
+        super().__init__()
+        self.calls = []
+        self.models = set()
+        self.stop_at_batch = stop_at_batch
+
+    def _record(self, name, logs):
+        self.calls.append((name, dict(logs or {})))
+        self.models.add(id(self.model))
+
+    def on_train_begin(self, logs=None):
+        self._record("train_begin", logs)
+
+    def on_train_end(self, logs=None):
+        self._record("train_end", logs)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._record("epoch_begin", logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._record("epoch_end", logs)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._record("batch_begin", logs)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._record("batch_end", logs)
+        if batch == self.stop_at_batch:
+            self.model.stop_training = True
+
+    def on_test_begin(self, logs=None):
+        self._record("test_begin", logs)
+
+    def on_test_end(self, logs=None):
+        self._record("test_end", logs)
+
+    def names(self):
+        return [name for name, _ in self.calls]
+
+
+@pytest.mark.parametrize("training", [ImportanceTraining, ApproximateImportanceTraining])
+def test_fit_trains_the_users_model_in_place_and_returns_a_history(training):
+    model = make_classifier(2, 3, loss="categorical_crossentropy")
+    before = model.get_weights()
+    history = training(model, presample=128).fit(
+        X, Y, batch_size=16, epochs=2, verbose=0, validation_data=(X_VAL, Y_VAL)
+    )
+    assert isinstance(history, keras.callbacks.History)
+    assert set(history.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert all(len(values) == 2 for values in history.history.values())
+    assert history.params["steps"] == 256 // 16
+    assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    assert int(model.optimizer.iterations) == 2 * (256 // 16)
+    val_loss, val_accuracy = model.evaluate(X_VAL, Y_VAL, verbose=0)
+    assert history.history["val_loss"][-1] == pytest.approx(val_loss, rel=1e-5)
+    assert history.history["val_accuracy"][-1] == pytest.approx(val_accuracy)
+
+
+def test_trained_model_round_trips_through_keras_save(tmp_path):
+    model = make_classifier(2, 3)
+    ImportanceTraining(model, presample=64).fit(X, Y, batch_size=16, epochs=1, verbose=0)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    restored = keras.models.load_model(path)
+    np.testing.assert_allclose(restored.predict(X, verbose=0), model.predict(X, verbose=0),
+                               rtol=1e-6)
+    # the restored model trains on with importance sampling
+    ImportanceTraining(restored, presample=64).fit(X, Y, batch_size=16, epochs=1, verbose=0)
+
+
+def test_every_callback_hook_is_called_with_the_users_model():
+    model = make_classifier(2, 3)
+    recorder = HookRecorder()
+    ImportanceTraining(model, presample=64).fit(
+        X, Y, batch_size=32, epochs=2, verbose=0, callbacks=[recorder],
+        validation_data=(X_VAL, Y_VAL),
+    )
+    epoch = ["epoch_begin"] + ["batch_begin", "batch_end"] * 8 + ["test_begin", "test_end", "epoch_end"]
+    assert recorder.names() == ["train_begin"] + epoch * 2 + ["train_end"]
+    assert recorder.models == {id(model)}
+    batch_logs = [logs for name, logs in recorder.calls if name == "batch_end"]
+    assert all(set(logs) == {"loss", "accuracy"} for logs in batch_logs)
+
+
+def test_stop_training_is_honoured_in_the_middle_of_an_epoch():
+    model = make_classifier(2, 3)
+    recorder = HookRecorder(stop_at_batch=2)
+    history = ImportanceTraining(model, presample=64).fit(
+        X, Y, batch_size=16, epochs=5, verbose=0, callbacks=[recorder]
+    )
+    assert recorder.names().count("batch_end") == 3
+    assert len(history.history["loss"]) == 1
+    assert int(model.optimizer.iterations) == 3
+
+
+def test_early_stopping_stops_the_loop():
+    model = make_classifier(2, 3)
+    stopper = keras.callbacks.EarlyStopping(monitor="loss", min_delta=100.0, patience=1)
+    history = ImportanceTraining(model, presample=64).fit(
+        X, Y, batch_size=32, epochs=10, verbose=0, callbacks=[stopper]
+    )
+    assert len(history.history["loss"]) == 2
+    assert stopper.stopped_epoch == 1
+
+
+def test_verbose_one_shows_the_keras_progress_bar(capsys):
+    model = make_classifier(2, 3)
+    ImportanceTraining(model, presample=64).fit(X, Y, batch_size=32, epochs=1, verbose=1)
+    shown = capsys.readouterr().out
+    assert "8/8" in shown and "loss:" in shown and "accuracy:" in shown
+    ImportanceTraining(model, presample=64).fit(X, Y, batch_size=32, epochs=1, verbose=0)
+    assert capsys.readouterr().out == ""
+
+
+def test_validation_split_holds_out_the_last_samples():
+    model = make_classifier(2, 3)
+    history = ImportanceTraining(model, presample=64).fit(
+        X, Y, batch_size=16, epochs=1, verbose=0, validation_split=0.25
+    )
+    assert history.params["steps"] == 192 // 16
+    assert history.history["val_loss"][0] == pytest.approx(
+        model.evaluate(X[192:], Y[192:], verbose=0)[0], rel=1e-5
+    )
+
+
+@pytest.mark.parametrize(
+    "loss, targets, num_classes",
+    [
+        ("categorical_crossentropy", Y, 3),
+        ("sparse_categorical_crossentropy", LABELS, 3),
+        ("binary_crossentropy", (LABELS > 0).astype("float32"), 1),
+    ],
+    ids=["one-hot", "sparse", "binary"],
+)
+def test_target_kinds_train_and_lower_the_loss(loss, targets, num_classes):
+    model = make_classifier(2, num_classes, loss=loss)
+    start = model.evaluate(X, targets, verbose=0)[0]
+    ImportanceTraining(model, presample=128).fit(X, targets, batch_size=32, epochs=4, verbose=0)
+    assert model.evaluate(X, targets, verbose=0)[0] < start
+
+
+def test_a_model_with_a_list_of_inputs_trains():
+    left, right = keras.Input((1,)), keras.Input((1,))
+    hidden = keras.layers.Dense(8, activation="tanh")(keras.layers.Concatenate()([left, right]))
+    model = keras.Model([left, right], keras.layers.Dense(3, activation="softmax")(hidden))
+    model.compile("adam", "categorical_crossentropy", metrics=["accuracy"])
+    history = ImportanceTraining(model, presample=64).fit(
+        [X[:, :1], X[:, 1:]], Y, batch_size=16, epochs=1, verbose=0,
+        validation_data=([X_VAL[:, :1], X_VAL[:, 1:]], Y_VAL),
+    )
+    assert "val_accuracy" in history.history
+
+
+def test_fit_generator_reads_batches_from_a_stream():
+    def batches():
+        rng = np.random.default_rng(0)
+        while True:
+            idxs = rng.integers(0, len(X), size=10)
+            yield X[idxs], Y[idxs]
+
+    model = make_classifier(2, 3)
+    history = ImportanceTraining(model, presample=64).fit_generator(
+        batches(), steps_per_epoch=5, batch_size=16, epochs=2, verbose=0,
+        validation_data=batches(), validation_steps=3,
+    )
+    assert len(history.history["val_loss"]) == 2
+    assert int(model.optimizer.iterations) == 10
+
+
+def test_approximate_training_refuses_generators():
+    training = ApproximateImportanceTraining(make_classifier(2, 3))
+    with pytest.raises(NotImplementedError, match="needs the class of every sample"):
+        training.fit_generator(iter([]), steps_per_epoch=1)
+
+
+def test_fit_dataset_defaults_to_an_epoch_of_the_training_set():
+    model = make_classifier(2, 3)
+    dataset = InMemoryDataset(X, LABELS, X_VAL, LABELS_VAL)
+    history = ImportanceTraining(model, presample=64).fit_dataset(dataset, batch_size=32, verbose=0)
+    assert history.params["steps"] == 8 and "val_loss" in history.history
+
+
+def assert_refused_untouched(model, match, make_training, **fit_kwargs):
+    before = model.get_weights()
+    with pytest.raises(ValueError, match=match):
+        make_training(model).fit(verbose=0, **fit_kwargs)
+    for old, new in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(old, new)
+
+
+@pytest.mark.parametrize(
+    "match, training_kwargs, fit_kwargs",
+    [
+        ("same number of samples", {}, {"x": X, "y": Y[:-1]}),
+        ("batch_size=512 for 256 training samples", {"presample": 1024},
+         {"x": X, "y": Y, "batch_size": 512}),
+        ("presample=64, batch_size=64", {"presample": 64}, {"x": X, "y": Y, "batch_size": 64}),
+        ("validation_split=1.5", {}, {"x": X, "y": Y, "validation_split": 1.5}),
+    ],
+    ids=["lengths", "batch-size", "presample", "validation-split"],
+)
+def test_bad_fit_arguments_are_refused_before_any_step(match, training_kwargs, fit_kwargs):
+    model = make_classifier(2, 3)
+    assert_refused_untouched(
+        model, match, lambda m: ImportanceTraining(m, **training_kwargs), **fit_kwargs
+    )
+    assert int(model.optimizer.iterations) == 0
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [({"k": 2.0}, "Received: k=2.0"), ({"smooth": -0.5}, "Received: smooth=-0.5"),
+     ({"presample": 0}, "Received: presample=0")],
+)
+def test_bad_training_arguments_are_refused(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        ImportanceTraining(make_classifier(2, 3), **kwargs)
+
+
+def test_uncompiled_model_is_refused():
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(3)])
+    with pytest.raises(ValueError, match="must be compiled"):
+        ImportanceTraining(model)
+
+
+def test_nan_losses_fall_back_to_uniform_and_reach_terminate_on_nan():
+    x = X.copy()
+    x[::2] = np.nan
+    model = make_classifier(2, 3)
+    with pytest.warns(RuntimeWarning, match="sampled uniformly"):
+        history = ImportanceTraining(model, presample=64).fit(
+            x, Y, batch_size=32, epochs=3, verbose=0,
+            callbacks=[keras.callbacks.TerminateOnNaN()],
+        )
+    assert np.isnan(history.history["loss"][0])
+    assert int(model.optimizer.iterations) == 1
+
+
+@pytest.mark.parametrize(
+    "kwargs, expected",
+    [
+        ({}, ["ModelSampler"]),
+        ({"smooth": 0.5}, ["AdditiveSmoothingSampler", "ModelSampler"]),
+        ({"smooth": 0.5, "adaptive_smoothing": True},
+         ["AdaptiveAdditiveSmoothingSampler", "ModelSampler"]),
+        ({"adaptive_smoothing": True}, ["ModelSampler"]),
+    ],
+)
+def test_smoothing_arguments_choose_the_sampler(kwargs, expected):
+    training = ImportanceTraining(make_classifier(2, 3), **kwargs)
+    sampler = training._make_sampler(InMemoryDataset(X, Y))
+    chain = []
+    while sampler is not None:
+        chain.append(type(sampler).__name__)
+        sampler = getattr(sampler, "sampler", None)
+    assert chain == expected
+
+
+def test_signals_announce_the_steps_with_their_payloads():
+    events = {name: [] for name in ("sample", "score", "training", "evaluation", "evaluate_batch")}
+    receivers = {name: (lambda event, name=name: events[name].append(event)) for name in events}
+    for name, receiver in receivers.items():
+        getattr(signals, name).connect(receiver)
+    try:
+        model = make_classifier(2, 3)
+        ImportanceTraining(model, presample=64).fit(
+            X, Y, batch_size=32, epochs=1, verbose=0, validation_data=(X_VAL, Y_VAL)
+        )
+    finally:
+        for name, receiver in receivers.items():
+            getattr(signals, name).disconnect(receiver)
+    assert len(events["sample"]) == len(events["score"]) == len(events["training"]) == 8
+    sample = events["sample"][0]
+    assert set(sample) == {"idxs", "xy", "w", "predicted_scores"}
+    np.testing.assert_array_equal(sample["xy"][0], X[sample["idxs"]])
+    assert sample["w"].shape == (32, 1) and sample["predicted_scores"].shape == (32,)
+    assert events["score"][0]["scores"].shape == (64,)
+    assert events["training"][0]["scores"].shape == (32,)
+    assert set(events["training"][0]["metrics"]) == {"loss", "accuracy"}
+    assert len(events["evaluation"]) == 1 and "loss" in events["evaluation"][0]["logs"]
+    assert len(events["evaluate_batch"]) == 2  # 64 validation samples in batches of 32
