@@ -11,6 +11,7 @@ model.evaluate(x_test, y_test)  # the model was trained in place
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from importance_sampling.datasets import GeneratorDataset, InMemoryDataset
 from importance_sampling.model_wrappers import OracleWrapper, _EvaluationSignals
@@ -38,6 +39,19 @@ def _smoothed(sampler, smooth, adaptive_smoothing):
     if adaptive_smoothing:
         return AdaptiveAdditiveSmoothingSampler(sampler, smooth)
     return AdditiveSmoothingSampler(sampler, smooth)
+
+
+def _default_steps_per_epoch(dataset, batch_size):
+    """One pass over the training data, when its size is known."""
+    if dataset.random_access:
+        return max(1, len(dataset.train_data) // batch_size)
+    steps = getattr(dataset, "batches_per_pass", None)
+    if steps is None:
+        raise ValueError(
+            "`steps_per_epoch` is required for a stream of unknown length "
+            "(a generator or an infinite dataset). Received: steps_per_epoch=None"
+        )
+    return steps
 
 
 def _split_validation(x, y, validation_split):
@@ -135,7 +149,7 @@ class _BaseImportanceTraining:
             epochs=epochs, verbose=verbose, callbacks=callbacks,
         )
 
-    def fit_generator(self, train, steps_per_epoch, batch_size=32, epochs=1,
+    def fit_generator(self, train, steps_per_epoch=None, batch_size=32, epochs=1,
                       verbose=1, callbacks=None, validation_data=None,
                       validation_steps=None):
         """Train the model on batches read from a generator.
@@ -144,15 +158,19 @@ class _BaseImportanceTraining:
         is read on across epochs and never restarted.
 
         Args:
-            train: An endless generator yielding `(x, y)` batches.
-            steps_per_epoch: Number of gradient updates per epoch.
+            train: An endless generator yielding `(x, y)` batches, a
+                `keras.utils.PyDataset` or a `tf.data.Dataset` of `(x, y)`
+                batches.
+            steps_per_epoch: Number of gradient updates per epoch. Defaults
+                to the number of batches of a finite `PyDataset` or
+                `tf.data.Dataset`; required for a generator.
             batch_size: Number of samples per gradient update; it need not be
                 the generator's batch size. Defaults to `32`.
             epochs: Number of epochs. Defaults to `1`.
             verbose: Verbosity, as in `fit`. Defaults to `1`.
             callbacks: A list of `keras.callbacks.Callback`.
-            validation_data: A tuple `(x_val, y_val)` of arrays, or a generator
-                of `(x, y)` batches.
+            validation_data: A tuple `(x_val, y_val)` of arrays, a generator
+                of `(x, y)` batches, a `PyDataset` or a `tf.data.Dataset`.
             validation_steps: Number of batches to read from a validation
                 generator.
 
@@ -170,8 +188,9 @@ class _BaseImportanceTraining:
         """Train the model on a `BaseDataset`.
 
         Args:
-            dataset: A `importance_sampling.datasets.BaseDataset`; its test
-                split, if any, is evaluated at the end of each epoch.
+            dataset: A `importance_sampling.datasets.BaseDataset` (its test
+                split, if any, is evaluated at the end of each epoch) or a
+                `tf.data.Dataset` of `(x, y)` batches.
             steps_per_epoch: Number of gradient updates per epoch. Defaults to
                 the number of training samples divided by `batch_size`;
                 required for streamed datasets.
@@ -183,15 +202,12 @@ class _BaseImportanceTraining:
         Returns:
             A `keras.callbacks.History`.
         """
+        if isinstance(dataset, tf.data.Dataset):
+            dataset = GeneratorDataset(dataset)
         self._check_batch_size(dataset, batch_size)
         _check_positive_int("epochs", epochs)
         if steps_per_epoch is None:
-            if not dataset.random_access:
-                raise ValueError(
-                    "`steps_per_epoch` is required for a streamed dataset. "
-                    "Received: steps_per_epoch=None"
-                )
-            steps_per_epoch = max(1, len(dataset.train_data) // batch_size)
+            steps_per_epoch = _default_steps_per_epoch(dataset, batch_size)
         _check_positive_int("steps_per_epoch", steps_per_epoch)
         sampler = self._make_sampler(dataset)
         callback_list = keras.callbacks.CallbackList(

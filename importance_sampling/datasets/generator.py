@@ -1,7 +1,47 @@
-"""Datasets streamed from a Python generator of batches."""
+"""Datasets streamed from a generator, a `PyDataset` or a `tf.data.Dataset`."""
+
+import keras
+import tensorflow as tf
 
 from importance_sampling.datasets.base import BaseDataset
 from importance_sampling.utils import nested
+
+
+def _is_batch_source(data):
+    return isinstance(data, (keras.utils.PyDataset, tf.data.Dataset))
+
+
+def _py_dataset_batches(py_dataset):
+    """Cycle through a `PyDataset`, calling `on_epoch_end()` after each pass."""
+    while True:
+        for index in range(len(py_dataset)):
+            yield py_dataset[index][:2]
+        py_dataset.on_epoch_end()
+
+
+def _tf_dataset_batches(dataset):
+    """Read a `tf.data.Dataset` on, starting it again only once it is exhausted."""
+    while True:
+        yield from (batch[:2] for batch in dataset.as_numpy_iterator())
+
+
+def batches_of(source):
+    """An iterator of `(x, y)` batches from any supported source."""
+    if isinstance(source, keras.utils.PyDataset):
+        return _py_dataset_batches(source)
+    if isinstance(source, tf.data.Dataset):
+        return _tf_dataset_batches(source)
+    return iter(source)
+
+
+def num_batches(source):
+    """The number of batches of a finite `PyDataset` or `tf.data.Dataset`, else `None`."""
+    if isinstance(source, keras.utils.PyDataset):
+        return source.num_batches
+    if isinstance(source, tf.data.Dataset):
+        cardinality = int(source.cardinality())
+        return cardinality if cardinality > 0 else None
+    return None
 
 
 class _BatchStream:
@@ -12,7 +52,7 @@ class _BatchStream:
     """
 
     def __init__(self, batches):
-        self._batches = iter(batches)
+        self._batches = batches
         self._buffer = []
         self._buffered = 0
         self.position = 0
@@ -51,27 +91,33 @@ class _BatchStream:
 
 
 class GeneratorDataset(BaseDataset):
-    """A dataset whose training split is read from an endless generator.
+    """A dataset whose training split is read as a stream of batches.
 
     Sampling from it is streamed: the candidates of each step are the next
-    samples of the generator, so the generator should shuffle its data.
+    samples of the stream, so the stream should be shuffled. The stream is
+    read on across epochs, never restarted: a `PyDataset` is cycled through
+    (with `on_epoch_end()` after each pass) and a finite `tf.data.Dataset` is
+    iterated again only once exhausted.
 
     Args:
-        train_data: A generator (or any iterator) yielding `(x, y)` batches.
+        train_data: An endless generator (or any iterator) yielding `(x, y)`
+            batches, a `keras.utils.PyDataset` or a `tf.data.Dataset` of
+            `(x, y)` batches.
         test_data: Test data: a tuple of arrays `(x, y)`, a generator of
-            batches, or `None`.
+            batches, a `PyDataset`, a `tf.data.Dataset`, or `None`.
         test_data_length: The number of batches to read from a test
-            generator. Required when `test_data` is a generator.
+            generator. Required when `test_data` is a plain generator.
     """
 
     random_access = False
 
     def __init__(self, train_data, test_data=None, test_data_length=None):
-        self._stream = _BatchStream(train_data)
+        self._stream = _BatchStream(batches_of(train_data))
+        self.batches_per_pass = num_batches(train_data)
         self._test_data = test_data
         self._test_steps = test_data_length
         if test_data is not None and not isinstance(test_data, (tuple, list)):
-            if test_data_length is None:
+            if test_data_length is None and not _is_batch_source(test_data):
                 raise ValueError(
                     "`test_data_length` (the number of batches to read) is "
                     "required when `test_data` is a generator. Received: "
