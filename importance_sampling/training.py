@@ -9,6 +9,8 @@ model.evaluate(x_test, y_test)  # the model was trained in place
 ```
 """
 
+import warnings
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -29,6 +31,19 @@ def _check_positive_int(name, value):
     if not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(
             f"`{name}` must be a positive integer. Received: {name}={value!r}"
+        )
+
+
+def _warn_on_custom_train_step(model):
+    """Tell the user that an overridden `train_step` will not be used."""
+    if type(model).train_step is not keras.Model.train_step:
+        warnings.warn(
+            f"The model {model.name!r} overrides `train_step`. Importance "
+            "training runs its own weighted train step (the compiled loss and "
+            "optimizer, plus the model's regularisation losses), so the "
+            "custom `train_step` will not be called.",
+            UserWarning,
+            stacklevel=3,
         )
 
 
@@ -89,6 +104,7 @@ class _BaseImportanceTraining:
                 f"`smooth` must be a non-negative number. Received: smooth={smooth}"
             )
         _check_positive_int("presample", presample)
+        _warn_on_custom_train_step(model)
         self.model = model
         self.reweighting = BiasedReweightingPolicy(k)
         self.smooth = float(smooth)

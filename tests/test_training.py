@@ -297,3 +297,14 @@ def test_signals_announce_the_steps_with_their_payloads():
     assert set(events["training"][0]["metrics"]) == {"loss", "accuracy"}
     assert len(events["evaluation"]) == 1 and "loss" in events["evaluation"][0]["logs"]
     assert len(events["evaluate_batch"]) == 2  # 64 validation samples in batches of 32
+
+
+def test_a_custom_train_step_is_reported_before_training():
+    class CustomStep(keras.Sequential):
+        def train_step(self, data):
+            return super().train_step(data)
+
+    model = CustomStep([keras.Input((2,)), keras.layers.Dense(3, activation="softmax")])
+    model.compile("adam", "categorical_crossentropy")
+    with pytest.warns(UserWarning, match="overrides `train_step`"):
+        ImportanceTraining(model)
