@@ -45,7 +45,7 @@ from importance_sampling.samplers import (
 HYPERPARAMETERS = {
     "batch_size": (int, 128, "samples per optimizer step"),
     "lr": (float, 1e-3, "initial learning rate"),
-    "lr_reductions": (list, [], "steps after which the learning rate is divided by 10"),
+    "lr_reductions": (list, [], "steps (ints) after which the learning rate is divided by 10"),
     "opt": (str, "adam", "optimizer: adam, sgd or rmsprop"),
     "momentum": (float, 0.0, "momentum of sgd"),
     "clipnorm": (float, None, "clip every gradient to this norm"),
@@ -66,11 +66,13 @@ HYPERPARAMETERS = {
 }
 
 _TYPE_CODES = {"i": int, "f": float, "s": str, "I": int, "F": float, "S": str}
+# The type codes each kind of hyperparameter accepts (lists hold numbers).
+_ACCEPTED_CODES = {int: "i", float: "if", str: "s", list: "IF"}
 
 LOG_FILES = {
-    "train.txt": "STEP LOSS METRIC... of every training step (header line first)",
-    "val_eval.txt": "STEP LOSS METRIC... of every validation on the test set "
-                    "(header line first)",
+    "train.txt": "the step, its loss and metrics (sorted by name, under a header "
+                 "line) of every training step",
+    "val_eval.txt": "the same for every validation on the test set",
     "train_eval.txt": "the same on a training subset as large as the test set "
                       "(--save_train_scores)",
     "val_scores.txt": "STEP SCORE... the per-sample scores of every validation "
@@ -113,20 +115,16 @@ def parse_hyperparams(text):
             )
         code, value = value[:1], value[1:]
         kind = HYPERPARAMETERS[name][0]
-        is_list = code.isupper()
         try:
             convert = _TYPE_CODES[code]
-            parsed = [convert(v) for v in value.split(",")] if is_list else convert(value)
+            parsed = [convert(v) for v in value.split(",")] if code.isupper() else convert(value)
         except (KeyError, ValueError):
             raise ValueError(
                 f"Hyperparameter entry {entry!r} does not parse: write name=<type>"
                 "<value> with type i (int), f (float), s (string) or I, F, S "
                 f"(comma-separated lists). Received: {text!r}"
             ) from None
-        expected = (kind is list) == is_list and (
-            kind is list or kind is convert or (kind is float and convert is int)
-        )
-        if not expected:
+        if code not in _ACCEPTED_CODES[kind]:
             raise ValueError(
                 f"Hyperparameter entry {entry!r} has the wrong type: {name} is "
                 f"a {kind.__name__}. Received: {text!r}"
@@ -339,7 +337,12 @@ def _epilog():
         for name, (kind, default, meaning) in HYPERPARAMETERS.items()
     )
     files = "\n".join(f"  {name}: {meaning}" for name, meaning in LOG_FILES.items())
-    return f"hyperparameters:\n{hyperparameters}\n\nfiles written to OUTPUT_DIR:\n{files}"
+    return (
+        "hyperparameters: --hyperparams is a list of NAME=<type><value> entries "
+        "separated by ';', the type being i (int), f (float), s (string) or I, F, "
+        f"S (comma-separated lists of them)\n{hyperparameters}\n\n"
+        f"files written to OUTPUT_DIR, one line per event:\n{files}"
+    )
 
 
 def build_parser():
@@ -351,13 +354,16 @@ def build_parser():
         epilog=_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("model", choices=sorted(models.MODELS), help="the model to build")
-    parser.add_argument("wrapper", choices=sorted(WRAPPERS),
-                        help="how the model scores samples: loss, gradient norm or error")
-    parser.add_argument("sampler", choices=SAMPLERS, help="how batches are drawn")
-    parser.add_argument("reweighting", choices=sorted(REWEIGHTINGS),
-                        help="how sampled items are weighted")
-    parser.add_argument("dataset", choices=sorted(DATASETS), help="the data to train on")
+    positionals = [
+        ("model", models.MODELS, "the model to build"),
+        ("wrapper", WRAPPERS, "how the model scores samples (loss, gradient norm, error)"),
+        ("sampler", SAMPLERS, "how batches are drawn"),
+        ("reweighting", REWEIGHTINGS, "how sampled items are weighted"),
+        ("dataset", DATASETS, "the data to train on"),
+    ]
+    for name, table, meaning in positionals:
+        parser.add_argument(name, metavar=name.upper(), choices=list(table),
+                            help=f"{meaning}: {', '.join(table)}")
     parser.add_argument("output_dir", metavar="OUTPUT_DIR", help="folder of the log files")
     parser.add_argument("--hyperparams", default="",
                         help="typed hyperparameters, e.g. 'batch_size=i128;lr=f0.003;"

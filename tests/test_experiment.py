@@ -106,6 +106,8 @@ def test_hyperparameters_are_typed_and_defaulted():
         ("batch_size", "entry 'batch_size' does not parse"),
         ("batch_size=f1.5", "entry 'batch_size=f1.5' has the wrong type"),
         ("lr_reductions=i100", "entry 'lr_reductions=i100' has the wrong type"),
+        ("lr_reductions=S1,2", "entry 'lr_reductions=S1,2' has the wrong type"),
+        ("opt=F1", "entry 'opt=F1' has the wrong type"),
         ("bach_size=i12", "Unknown hyperparameter 'bach_size'"),
     ],
 )
@@ -124,10 +126,10 @@ def test_the_command_reports_a_bad_hyperparameter(tmp_path, capsys):
 @pytest.mark.parametrize(
     "names,message",
     [
-        (("tiny_nn", "oracle-loss", "model", "predicted"), "argument model: invalid choice: 'tiny_nn'"),
-        (("small_nn", "oracle", "model", "predicted"), "argument wrapper: invalid choice: 'oracle'"),
-        (("small_nn", "oracle-loss", "smooth-cache", "predicted"), "invalid choice: 'smooth-cache'"),
-        (("small_nn", "oracle-loss", "model", "biased"), "invalid choice: 'biased'"),
+        (("tiny_nn", "oracle-loss", "model", "predicted"), "MODEL: invalid choice: 'tiny_nn'"),
+        (("small_nn", "oracle", "model", "predicted"), "WRAPPER: invalid choice: 'oracle'"),
+        (("small_nn", "oracle-loss", "smooth-cache", "predicted"), "SAMPLER: invalid choice"),
+        (("small_nn", "oracle-loss", "model", "biased"), "REWEIGHTING: invalid choice"),
     ],
 )
 def test_unknown_names_are_rejected(tmp_path, capsys, names, message):
@@ -139,7 +141,9 @@ def test_unknown_names_are_rejected(tmp_path, capsys, names, message):
 def test_builders_reject_unknown_names_with_the_received_value():
     hp = experiment.parse_hyperparams("")
     with pytest.raises(ValueError, match="Received: sampler='smooth-cache'"):
-        experiment.build_sampler("smooth-cache", CanevetICML2016(N=8), NoReweightingPolicy(), None, hp)
+        experiment.build_sampler(
+            "smooth-cache", CanevetICML2016(N=8), NoReweightingPolicy(), None, hp
+        )
 
 
 def test_an_unknown_optimizer_ends_with_one_message(tmp_path, capsys):
