@@ -31,9 +31,10 @@ setup(
         ],
     },
     extras_require={
+        "benchmarks": ["scikit-learn", "mlxtend"],
         "cpu": ["tensorflow-cpu>=2.16"],
         "examples": ["matplotlib"],
-        "test": ["pytest", "matplotlib", "mkdocs"],
+        "test": ["pytest", "matplotlib", "mkdocs", "tensorboard"],
     },
     classifiers=[
         "License :: OSI Approved :: MIT License",

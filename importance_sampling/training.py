@@ -247,8 +247,10 @@ class _BaseImportanceTraining:
         evaluation = dataset.evaluation_arguments()
         model.stop_training = False
         callbacks.on_train_begin()
+        # `BackupAndRestore` announces the epoch to resume from here, as in `fit`.
+        first_epoch, model._initial_epoch = model._initial_epoch or 0, None
         epoch_logs = {}
-        for epoch in range(epochs):
+        for epoch in range(first_epoch, epochs):
             self.wrapper.reset_metrics()
             callbacks.on_epoch_begin(epoch)
             logs = {}
