@@ -8,7 +8,7 @@ user's compiled loss and optimizer. Both are traced once per input signature.
 import keras
 import numpy as np
 import tensorflow as tf
-from keras import ops
+from keras import ops, tree
 
 from importance_sampling import signals
 from importance_sampling.utils import nested
@@ -161,8 +161,23 @@ class OracleWrapper:
             scores = losses
         return y_pred, losses, scores
 
-    def _score_step(self, x, y):
-        return self._outputs(x, y, training=False)[2]
+    def _score_step(self, x, y, batch_size):
+        """Scores of all the samples, in forward batches of `batch_size`.
+
+        The batches are looped over inside the graph, so that scoring a
+        whole presample costs one call of the compiled function.
+        """
+        count = ops.shape(tree.flatten(x)[0])[0]
+        starts = tf.range(0, count, batch_size)
+        scores = tf.TensorArray(
+            tf.float32, size=tf.size(starts), infer_shape=False, element_shape=[None]
+        )
+        for i in tf.range(tf.size(starts)):
+            batch = slice(starts[i], starts[i] + batch_size)
+            x_i, y_i = nested.take((x, y), batch)
+            batch_scores = self._outputs(x_i, y_i, training=False)[2]
+            scores = scores.write(i, ops.cast(batch_scores, "float32"))
+        return scores.concat()
 
     def _train_step(self, x, y, weights, metric_weights):
         model = self.model
@@ -179,9 +194,22 @@ class OracleWrapper:
         gradients = tape.gradient(scaled_loss, variables)
         model.optimizer.apply_gradients(zip(gradients, variables))
         self._loss_tracker.update_state(loss)
-        logs = model.compute_metrics(x, y, y_pred, sample_weight=metric_weights)
+        logs = self._update_metrics(y, y_pred, metric_weights)
         logs["loss"] = self._loss_tracker.result()
         return logs, scores
+
+    def _update_metrics(self, y, y_pred, sample_weight):
+        """Update every compiled metric with `sample_weight` and return the logs.
+
+        Keras weights only the `weighted_metrics` of `compile`; here the
+        importance weights reach all of them, so that the logged values
+        estimate the metrics over the training set.
+        """
+        compiled = self.model._compile_metrics
+        if compiled is not None:
+            for metric in compiled.metrics:
+                metric.update_state(y, y_pred, sample_weight=sample_weight)
+        return self.model.get_metrics_result()
 
     # Host-side API
 
@@ -216,12 +244,8 @@ class OracleWrapper:
             A float32 NumPy array of shape `(num_samples,)`.
         """
         self._build(x, y)
-        count = nested.num_samples(x)
-        parts = [
-            self._score_function(*nested.take((x, y), slice(i, i + batch_size)))
-            for i in range(0, count, batch_size)
-        ]
-        return np.concatenate([np.asarray(part) for part in parts])
+        scores = self._score_function(x, y, tf.constant(batch_size, "int32"))
+        return scores.numpy()
 
     def train_batch(self, x, y, w, metric_weights=None):
         """Run one weighted optimizer step.

@@ -1,0 +1,106 @@
+"""Run the benchmarks and print their markdown tables.
+
+```
+python benchmarks/run.py                 # time per step, trace counts, memory
+python benchmarks/run.py --accuracy      # time to accuracy
+python benchmarks/run.py --quick         # a smoke test of the first mode
+```
+
+The results are also written as JSON (`--output`, by default
+`benchmarks/results.json` or `benchmarks/accuracy.json`).
+"""
+
+import argparse
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import accuracy, memory, report, speed, workloads  # noqa: E402
+
+# (samples, rounds, steps per round, memory samples) of the per-step mode.
+SETTINGS = {
+    "full": {"mlp": (60000, 7, 40, 60000), "cnn": (60000, 3, 12, 60000)},
+    "quick": {"mlp": (2048, 2, 5, 2048), "cnn": (2048, 1, 3, 2048)},
+}
+MEMORY_VARIANTS = {"full": workloads.VARIANTS, "quick": ("fit", "importance_256")}
+
+
+def machine():
+    """A description of the machine the benchmarks run on."""
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "load_average": os.getloadavg(),
+    }
+
+
+def per_step(models, mode, with_memory=True):
+    """Run the per-step benchmark; return `(results, markdown)`."""
+    results, tables = {"machine": machine(), "mode": mode}, []
+    for name in models:
+        num_samples, rounds, steps, memory_samples = SETTINGS[mode][name]
+        result = {"speed": speed.measure(
+            name, num_samples=num_samples, rounds=rounds, steps=steps,
+            approximate_warmup=100 if mode == "full" else 5,
+        )}
+        if with_memory:
+            result["memory"] = memory.measure(
+                name, MEMORY_VARIANTS[mode], num_samples=memory_samples,
+                steps=50 if mode == "full" else 5,
+            )
+        results[name] = result
+        tables.append(report.speed_table(name, result["speed"], result.get("memory")))
+    results["machine"]["load_average_end"] = os.getloadavg()
+    return results, "\n\n".join(tables)
+
+
+def time_to_accuracy(datasets, mode):
+    """Run the time-to-accuracy benchmark; return `(results, markdown)`."""
+    max_steps, every = (1000, 25) if mode == "full" else (20, 10)
+    results = {name: accuracy.measure(name, max_steps=max_steps, every=every)
+               for name in datasets}
+    return {"machine": machine(), "mode": mode, "datasets": results}, \
+        report.accuracy_table(results)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a small, fast run")
+    parser.add_argument("--accuracy", action="store_true",
+                        help="measure time to accuracy instead of time per step")
+    parser.add_argument("--models", nargs="+", choices=workloads.MODELS,
+                        default=list(workloads.MODELS))
+    parser.add_argument("--datasets", nargs="+", choices=accuracy.DATASETS,
+                        default=list(accuracy.DATASETS))
+    parser.add_argument("--no-memory", action="store_true",
+                        help="skip the peak-memory runs")
+    parser.add_argument("--output", type=Path, help="where to write the JSON results")
+    parser.add_argument("--memory-child", choices=workloads.VARIANTS, help=argparse.SUPPRESS)
+    parser.add_argument("--samples", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--steps", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.memory_child:
+        memory.train_and_report(args.memory_child, args.models[0], args.samples, args.steps)
+        return None
+    mode = "quick" if args.quick else "full"
+    if args.accuracy:
+        results, markdown = time_to_accuracy(args.datasets, mode)
+        default_output = "accuracy.json"
+    else:
+        results, markdown = per_step(args.models, mode, with_memory=not args.no_memory)
+        default_output = "results.json"
+    output = args.output or Path(__file__).with_name(default_output)
+    output.write_text(json.dumps(results, indent=2) + "\n")
+    print(markdown)
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,171 @@
+"""Time per optimizer step, measured in one process with interleaved rounds.
+
+Every variant trains its own copy of the model. The variants run in turns
+(`rounds` rounds of `steps` steps each) so that a slow spell of the machine
+hits all of them alike; a ratio is taken within each round and the median
+over the rounds is reported.
+"""
+
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from benchmarks import workloads
+from importance_sampling.utils.losses import per_sample_loss
+
+# Steps at the start of every `fit` call that are left out of the timings.
+SKIPPED_STEPS = 2
+
+
+class _StepClock(keras.callbacks.Callback):
+    """Record the time at the end of every train step, epoch by epoch."""
+
+    def __init__(self):
+        super().__init__()
+        self.times = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.times.append([])
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.times[-1].append(time.perf_counter())
+
+    def step_times(self, epoch=-1):
+        """Seconds between consecutive step ends, without the first steps."""
+        return np.diff(self.times[epoch])[SKIPPED_STEPS:]
+
+
+class _TraceCounter(keras.callbacks.Callback):
+    """Record the trace counts of a trainer at the end of every epoch."""
+
+    def __init__(self, trainer):
+        super().__init__()
+        self.trainer = trainer
+        self.counts = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.counts.append(workloads.trace_counts(self.trainer))
+
+
+def _fit_steps(trainer, x, y, steps, batch_size):
+    """Train for `steps` steps; return the per-step times in seconds."""
+    clock = _StepClock()
+    trainer.fit(x, y, batch_size=batch_size, epochs=1, verbose=0,
+                steps_per_epoch=steps + SKIPPED_STEPS + 1, callbacks=[clock])
+    return clock.step_times()
+
+
+class _Arithmetic:
+    """The bare computations of one importance-sampling step, compiled.
+
+    `forward` computes the per-sample losses of the presample in one call;
+    `step` takes one weighted optimizer step without metrics. Their sum is a
+    lower bound of an importance-sampling step.
+    """
+
+    def __init__(self, model, x, y, presample, batch_size):
+        self.model = model
+        self.loss_fn = per_sample_loss(model.loss)
+        self.presample = tf.constant(x[:presample]), tf.constant(y[:presample])
+        self.batch = (tf.constant(x[:batch_size]), tf.constant(y[:batch_size]),
+                      tf.ones(batch_size))
+        self.forward = tf.function(self._forward)
+        self.step = tf.function(self._step)
+
+    def _forward(self, x, y):
+        return self.loss_fn(y, self.model(x, training=False))
+
+    def _step(self, x, y, w):
+        variables = self.model.trainable_variables
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(w * self.loss_fn(y, self.model(x, training=True)))
+        self.model.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return loss
+
+    def time(self, steps):
+        """Per-call times (seconds) of the forward and of the step."""
+        times = {"forward": [], "step": []}
+        for name, function, args in (("forward", self.forward, self.presample),
+                                     ("step", self.step, self.batch)):
+            for _ in range(steps + SKIPPED_STEPS):
+                start = time.perf_counter()
+                function(*args).numpy()
+                times[name].append(time.perf_counter() - start)
+        return {name: np.asarray(t[SKIPPED_STEPS:]) for name, t in times.items()}
+
+
+def _median_ms(times):
+    return float(np.median(np.concatenate(times)) * 1000)
+
+
+def measure(model_name, num_samples=60000, rounds=5, steps=30, batch_size=128,
+            approximate_warmup=100):
+    """Median time per step of every variant, their ratios and trace counts.
+
+    Args:
+        model_name: `"mlp"` or `"cnn"`.
+        num_samples: Size of the synthetic training set. Defaults to `60000`.
+        rounds: Number of interleaved rounds. Defaults to `5`.
+        steps: Timed steps per variant and round. Defaults to `30`.
+        batch_size: Defaults to `128`.
+        approximate_warmup: The uniform warm-up steps of
+            `ApproximateImportanceTraining`, run before it is timed.
+            Defaults to `100` (its default warm-up).
+
+    Returns:
+        A dict with `step_ms` (median ms per step by variant and for the
+        arithmetic parts), `ratio` (medians over the rounds of the per-round
+        ratios named in the table) and `trace_counts` (`first_round` and
+        `last_round`, by variant).
+    """
+    x, y = workloads.synthetic_data(model_name, num_samples)
+    interleaved = [v for v in workloads.VARIANTS if v != "approximate"]
+    trainers = {
+        variant: workloads.make_trainer(variant, workloads.build_model(model_name))
+        for variant in interleaved
+    }
+    arithmetic = {
+        presample: _Arithmetic(workloads.build_model(model_name), x, y, presample, batch_size)
+        for presample in (256, 1024)
+    }
+    times = {name: [] for name in interleaved}
+    times.update({f"{part}_{p}": [] for p in arithmetic for part in ("forward", "step")})
+    ratios = {"uniform": [], "importance_256": [], "importance_1024_arithmetic": []}
+    traces = {}
+    for round_ in range(rounds):
+        for variant, trainer in trainers.items():
+            times[variant].append(_fit_steps(trainer, x, y, steps, batch_size))
+        for presample, parts in arithmetic.items():
+            for part, part_times in parts.time(steps).items():
+                times[f"{part}_{presample}"].append(part_times)
+        if round_ == 0:
+            traces["first_round"] = {v: workloads.trace_counts(t) for v, t in trainers.items()}
+        latest = {name: float(np.median(t[-1])) for name, t in times.items()}
+        ratios["uniform"].append(latest["uniform"] / latest["fit"])
+        ratios["importance_256"].append(latest["importance_256"] / latest["fit"])
+        ratios["importance_1024_arithmetic"].append(
+            latest["importance_1024"] / (latest["forward_1024"] + latest["step_1024"])
+        )
+    traces["last_round"] = {v: workloads.trace_counts(t) for v, t in trainers.items()}
+
+    # Its sampler lives for one `fit` call: a first epoch covers the uniform
+    # warm-up, the second one is timed.
+    approximate = workloads.make_trainer("approximate", workloads.build_model(model_name))
+    traces_after_warmup = _TraceCounter(approximate)
+    clock = _StepClock()
+    approximate.fit(x, y, batch_size=batch_size, epochs=2, verbose=0,
+                    steps_per_epoch=max(approximate_warmup, steps * rounds) + SKIPPED_STEPS + 1,
+                    callbacks=[clock, traces_after_warmup])
+    times["approximate"] = [clock.step_times()]
+    traces["first_round"]["approximate"] = traces_after_warmup.counts[0]
+    traces["last_round"]["approximate"] = traces_after_warmup.counts[1]
+
+    step_ms = {name: _median_ms(t) for name, t in times.items()}
+    for presample in arithmetic:
+        step_ms[f"arithmetic_{presample}"] = (
+            step_ms[f"forward_{presample}"] + step_ms[f"step_{presample}"]
+        )
+    ratios = {name: float(np.median(values)) for name, values in ratios.items()}
+    return {"step_ms": step_ms, "ratio": ratios, "trace_counts": traces}

@@ -1,0 +1,113 @@
+"""The models, data and trainers that the benchmarks compare."""
+
+import sys
+
+import keras
+import numpy as np
+
+from importance_sampling.samplers import UniformSampler
+from importance_sampling.training import (
+    ApproximateImportanceTraining,
+    ImportanceTraining,
+    _BaseImportanceTraining,
+)
+
+MODELS = ("mlp", "cnn")
+# The per-step variants, in table order; "fit" is plain `model.fit`.
+VARIANTS = ("fit", "uniform", "importance_256", "importance_1024", "approximate")
+
+
+class UniformTraining(_BaseImportanceTraining):
+    """The library's training loop with `UniformSampler`: no scoring at all.
+
+    It measures what the loop itself costs compared with `model.fit`.
+
+    Args:
+        model: A compiled `keras.Model`, trained in place.
+    """
+
+    def __init__(self, model):
+        # No candidates are scored, so the presample never limits the batch.
+        super().__init__(model, k=1.0, smooth=0.0, adaptive_smoothing=False,
+                         presample=sys.maxsize)
+
+    def _make_sampler(self, dataset):
+        return UniformSampler(dataset, self.reweighting)
+
+
+def sample_shape(name):
+    """The shape of one input sample of the benchmark model `name`."""
+    return (784,) if name == "mlp" else (28, 28, 1)
+
+
+def build_model(name, input_shape=None, num_classes=10, seed=0):
+    """A compiled benchmark model.
+
+    Args:
+        name: `"mlp"` (784-512-512-10) or `"cnn"` (two small convolutions and
+            a dense layer, for 28x28x1 images).
+        input_shape: Shape of one input sample. Defaults to the shape of the
+            benchmark data of `name`.
+        num_classes: Number of softmax outputs. Defaults to `10`.
+        seed: Seed of the initial weights. Defaults to `0`.
+
+    Returns:
+        A `keras.Model` compiled with Adam, categorical cross-entropy and
+        accuracy.
+    """
+    if name not in MODELS:
+        raise ValueError(f"`name` must be one of {MODELS}. Received: name={name!r}")
+    keras.utils.set_random_seed(seed)
+    layers = keras.layers
+    if name == "mlp":
+        body = [
+            layers.Flatten(),
+            layers.Dense(512, activation="relu"),
+            layers.Dense(512, activation="relu"),
+        ]
+    else:
+        body = [
+            layers.Conv2D(16, 3, activation="relu"),
+            layers.MaxPooling2D(),
+            layers.Conv2D(32, 3, activation="relu"),
+            layers.MaxPooling2D(),
+            layers.Flatten(),
+            layers.Dense(64, activation="relu"),
+        ]
+    model = keras.Sequential(
+        [keras.Input(input_shape or sample_shape(name))]
+        + body
+        + [layers.Dense(num_classes, activation="softmax")]
+    )
+    model.compile("adam", "categorical_crossentropy", metrics=["accuracy"])
+    return model
+
+
+def synthetic_data(name, num_samples, num_classes=10, seed=0):
+    """Random float32 inputs for model `name` and one-hot targets."""
+    rng = np.random.default_rng(seed)
+    x = rng.random((num_samples, *sample_shape(name)), dtype="float32")
+    y = np.eye(num_classes, dtype="float32")[rng.integers(0, num_classes, num_samples)]
+    return x, y
+
+
+def make_trainer(variant, model):
+    """The object whose `fit(x, y, ...)` trains `model` for `variant`."""
+    if variant == "fit":
+        return model
+    if variant == "uniform":
+        return UniformTraining(model)
+    if variant.startswith("importance_"):
+        return ImportanceTraining(model, presample=int(variant.split("_")[1]))
+    if variant == "approximate":
+        return ApproximateImportanceTraining(model)
+    raise ValueError(f"`variant` must be one of {VARIANTS}. Received: variant={variant!r}")
+
+
+def trace_counts(trainer):
+    """Number of traces of the compiled functions of a trainer, by name."""
+    if isinstance(trainer, keras.Model):
+        function = getattr(trainer, "train_function", None)
+        count = getattr(function, "experimental_get_tracing_count", None)
+        return {"train": count()} if count else {}
+    return dict(trainer.wrapper.trace_counts)

@@ -1,0 +1,31 @@
+"""Smoke test of the benchmark suite: the structure of its results."""
+
+import json
+
+from benchmarks import run, workloads
+
+
+def test_quick_per_step_run_writes_json_and_a_markdown_table(tmp_path, capsys):
+    output = tmp_path / "results.json"
+    run.main(["--quick", "--models", "mlp", "--no-memory", "--output", str(output)])
+    results = json.loads(output.read_text())
+    speed = results["mlp"]["speed"]
+    assert set(workloads.VARIANTS) <= set(speed["step_ms"])
+    assert {"arithmetic_256", "arithmetic_1024"} <= set(speed["step_ms"])
+    assert set(speed["ratio"]) == {"uniform", "importance_256", "importance_1024_arithmetic"}
+    assert speed["trace_counts"]["first_round"]["importance_256"] == {"score": 1, "train": 1}
+    assert results["machine"]["cpu_count"] >= 1
+    table = capsys.readouterr().out
+    assert "| variant | ms / step |" in table and "| target | limit |" in table
+
+
+def test_accuracy_table_lists_both_methods_per_dataset():
+    from benchmarks import report
+
+    point = {"steps": 10, "seconds": 0.5, "final_accuracy": 0.9}
+    table = report.accuracy_table({
+        "digits": {"target_accuracy": 0.9, "train_samples": 100,
+                   "fit": point, "importance": point},
+        "mnist5k": None,
+    })
+    assert table.count("| digits |") == 2 and "not installed" in table

@@ -1,0 +1,36 @@
+"""The compiled functions of every training loop are traced in epoch 1 only."""
+
+import numpy as np
+import pytest
+
+from benchmarks.workloads import UniformTraining
+from conftest import blobs, make_classifier, one_hot
+from importance_sampling.training import ApproximateImportanceTraining, ImportanceTraining
+
+TRAINERS = {
+    "importance": lambda model: ImportanceTraining(model, presample=48),
+    "approximate": lambda model: ApproximateImportanceTraining(model, presample=48),
+    "uniform": UniformTraining,
+}
+
+
+@pytest.mark.parametrize("name", sorted(TRAINERS))
+def test_trace_counts_stay_constant_after_the_first_epoch(name):
+    x, labels = blobs(n=200, num_classes=3)
+    trainer = TRAINERS[name](make_classifier(num_classes=3))
+    counts = []
+    for _ in range(3):
+        trainer.fit(x, one_hot(labels, 3), batch_size=16, epochs=1, verbose=0,
+                    validation_data=(x[:40], one_hot(labels[:40], 3)))
+        counts.append(trainer.wrapper.trace_counts)
+    assert counts[0]["train"] == 1
+    assert counts[1] == counts[0] and counts[2] == counts[0]
+
+
+def test_importance_training_scores_every_presample_in_one_traced_call():
+    x, labels = blobs(n=200, num_classes=3)
+    trainer = ImportanceTraining(make_classifier(num_classes=3), presample=50,
+                                 forward_batch_size=16)
+    trainer.fit(x, one_hot(labels, 3), batch_size=16, epochs=2, verbose=0)
+    assert trainer.wrapper.trace_counts == {"score": 1, "train": 1}
+    assert np.isfinite(trainer.model.evaluate(x, one_hot(labels, 3), verbose=0)[0])
