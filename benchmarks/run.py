@@ -4,6 +4,7 @@
 python benchmarks/run.py                 # time per step, trace counts, memory
 python benchmarks/run.py --accuracy      # time to accuracy
 python benchmarks/run.py --quick         # a smoke test of the first mode
+python benchmarks/run.py --docs docs/benchmarks.md   # all of it, as a page
 ```
 
 The results are also written as JSON (`--output`, by default
@@ -20,7 +21,10 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import accuracy, memory, report, speed, workloads  # noqa: E402
+import keras  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from benchmarks import accuracy, memory, page, report, speed, workloads  # noqa: E402
 
 # (samples, rounds, steps per round, memory samples) of the per-step mode.
 SETTINGS = {
@@ -40,14 +44,15 @@ def machine():
     }
 
 
-def per_step(models, mode, with_memory=True):
+def per_step(models, mode, with_memory=True, jit_compile=False):
     """Run the per-step benchmark; return `(results, markdown)`."""
-    results, tables = {"machine": machine(), "mode": mode}, []
+    results = {"machine": machine(), "mode": mode, "jit_compile": jit_compile}
+    tables = []
     for name in models:
         num_samples, rounds, steps, memory_samples = SETTINGS[mode][name]
         result = {"speed": speed.measure(
             name, num_samples=num_samples, rounds=rounds, steps=steps,
-            approximate_warmup=100 if mode == "full" else 5,
+            approximate_warmup=100 if mode == "full" else 5, jit_compile=jit_compile,
         )}
         if with_memory:
             result["memory"] = memory.measure(
@@ -69,6 +74,30 @@ def time_to_accuracy(datasets, mode):
         report.accuracy_table(results)
 
 
+def versions():
+    """The versions of the libraries the benchmarks ran with."""
+    return {"tensorflow": tf.__version__, "keras": keras.__version__}
+
+
+def write_json(results, path):
+    results["versions"] = versions()
+    path.write_text(json.dumps(results, indent=2) + "\n")
+
+
+def write_page(path, mode):
+    """Run every benchmark and write the page `path` (and the JSON files)."""
+    here = Path(__file__).parent
+    results, per_step_markdown = per_step(list(workloads.MODELS), mode)
+    write_json(results, here / "results.json")
+    xla, xla_markdown = per_step(["mlp"], mode, with_memory=False, jit_compile=True)
+    write_json(xla, here / "results_xla.json")
+    accuracy_results, accuracy_markdown = time_to_accuracy(list(accuracy.DATASETS), mode)
+    write_json(accuracy_results, here / "accuracy.json")
+    path.write_text(page.render(results["machine"], versions(), per_step_markdown,
+                                xla_markdown, accuracy_markdown))
+    print(f"Wrote {path}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a small, fast run")
@@ -78,9 +107,13 @@ def main(argv=None):
                         default=list(workloads.MODELS))
     parser.add_argument("--datasets", nargs="+", choices=accuracy.DATASETS,
                         default=list(accuracy.DATASETS))
+    parser.add_argument("--jit-compile", action="store_true",
+                        help="compile every model with XLA (`compile(jit_compile=True)`)")
     parser.add_argument("--no-memory", action="store_true",
                         help="skip the peak-memory runs")
     parser.add_argument("--output", type=Path, help="where to write the JSON results")
+    parser.add_argument("--docs", type=Path, metavar="PAGE",
+                        help="run every benchmark and write the markdown page PAGE")
     parser.add_argument("--memory-child", choices=workloads.VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--samples", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--steps", type=int, help=argparse.SUPPRESS)
@@ -90,14 +123,17 @@ def main(argv=None):
         memory.train_and_report(args.memory_child, args.models[0], args.samples, args.steps)
         return None
     mode = "quick" if args.quick else "full"
+    if args.docs:
+        write_page(args.docs, mode)
+        return None
     if args.accuracy:
         results, markdown = time_to_accuracy(args.datasets, mode)
         default_output = "accuracy.json"
     else:
-        results, markdown = per_step(args.models, mode, with_memory=not args.no_memory)
-        default_output = "results.json"
-    output = args.output or Path(__file__).with_name(default_output)
-    output.write_text(json.dumps(results, indent=2) + "\n")
+        results, markdown = per_step(args.models, mode, with_memory=not args.no_memory,
+                                     jit_compile=args.jit_compile)
+        default_output = "results_xla.json" if args.jit_compile else "results.json"
+    write_json(results, args.output or Path(__file__).with_name(default_output))
     print(markdown)
     return results
 

@@ -71,8 +71,9 @@ class _Arithmetic:
         self.presample = tf.constant(x[:presample]), tf.constant(y[:presample])
         self.batch = (tf.constant(x[:batch_size]), tf.constant(y[:batch_size]),
                       tf.ones(batch_size))
+        # Compiled as the library compiles them: XLA for the step only.
         self.forward = tf.function(self._forward)
-        self.step = tf.function(self._step)
+        self.step = tf.function(self._step, jit_compile=model.jit_compile)
 
     def _forward(self, x, y):
         return self.loss_fn(y, self.model(x, training=False))
@@ -101,7 +102,7 @@ def _median_ms(times):
 
 
 def measure(model_name, num_samples=60000, rounds=5, steps=30, batch_size=128,
-            approximate_warmup=100):
+            approximate_warmup=100, jit_compile=False):
     """Median time per step of every variant, their ratios and trace counts.
 
     Args:
@@ -113,6 +114,7 @@ def measure(model_name, num_samples=60000, rounds=5, steps=30, batch_size=128,
         approximate_warmup: The uniform warm-up steps of
             `ApproximateImportanceTraining`, run before it is timed.
             Defaults to `100` (its default warm-up).
+        jit_compile: Compile every model with XLA. Defaults to `False`.
 
     Returns:
         A dict with `step_ms` (median ms per step by variant and for the
@@ -121,13 +123,16 @@ def measure(model_name, num_samples=60000, rounds=5, steps=30, batch_size=128,
         `last_round`, by variant).
     """
     x, y = workloads.synthetic_data(model_name, num_samples)
+
+    def build():
+        return workloads.build_model(model_name, jit_compile=jit_compile)
+
     interleaved = [v for v in workloads.VARIANTS if v != "approximate"]
     trainers = {
-        variant: workloads.make_trainer(variant, workloads.build_model(model_name))
-        for variant in interleaved
+        variant: workloads.make_trainer(variant, build()) for variant in interleaved
     }
     arithmetic = {
-        presample: _Arithmetic(workloads.build_model(model_name), x, y, presample, batch_size)
+        presample: _Arithmetic(build(), x, y, presample, batch_size)
         for presample in (256, 1024)
     }
     times = {name: [] for name in interleaved}
@@ -152,7 +157,7 @@ def measure(model_name, num_samples=60000, rounds=5, steps=30, batch_size=128,
 
     # Its sampler lives for one `fit` call: a first epoch covers the uniform
     # warm-up, the second one is timed.
-    approximate = workloads.make_trainer("approximate", workloads.build_model(model_name))
+    approximate = workloads.make_trainer("approximate", build())
     traces_after_warmup = _TraceCounter(approximate)
     clock = _StepClock()
     approximate.fit(x, y, batch_size=batch_size, epochs=2, verbose=0,

@@ -40,7 +40,7 @@ def sample_shape(name):
     return (784,) if name == "mlp" else (28, 28, 1)
 
 
-def build_model(name, input_shape=None, num_classes=10, seed=0):
+def build_model(name, input_shape=None, num_classes=10, seed=0, jit_compile=False):
     """A compiled benchmark model.
 
     Args:
@@ -50,6 +50,9 @@ def build_model(name, input_shape=None, num_classes=10, seed=0):
             benchmark data of `name`.
         num_classes: Number of softmax outputs. Defaults to `10`.
         seed: Seed of the initial weights. Defaults to `0`.
+        jit_compile: Compile the model with XLA (which the library's train
+            and score steps then use too). Defaults to `False`, what Keras
+            chooses on a machine without a GPU.
 
     Returns:
         A `keras.Model` compiled with Adam, categorical cross-entropy and
@@ -79,7 +82,8 @@ def build_model(name, input_shape=None, num_classes=10, seed=0):
         + body
         + [layers.Dense(num_classes, activation="softmax")]
     )
-    model.compile("adam", "categorical_crossentropy", metrics=["accuracy"])
+    model.compile("adam", "categorical_crossentropy", metrics=["accuracy"],
+                  jit_compile=jit_compile)
     return model
 
 

@@ -3,6 +3,9 @@
 A wrapper owns two `tf.function`s over the user's own model: one scores a
 batch in inference mode, the other runs one weighted optimizer step with the
 user's compiled loss and optimizer. Both are traced once per input signature.
+Scoring a whole presample is one call: its forward batches are looped over
+inside the graph. The train step is compiled with XLA when the model was
+compiled with `jit_compile=True` (Keras's default on a GPU).
 """
 
 import keras
@@ -96,7 +99,11 @@ class OracleWrapper:
         self._logits_parts = None
         self._built = False
         self._score_function = tf.function(self._score_step, reduce_retracing=True)
-        self._train_function = tf.function(self._train_step, reduce_retracing=True)
+        # XLA for the train step when the model was compiled with it.
+        self._train_function = tf.function(
+            self._train_step, reduce_retracing=True,
+            jit_compile=bool(getattr(model, "jit_compile", False)),
+        )
 
     # Forward computations (traced inside the tf.functions)
 

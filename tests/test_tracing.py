@@ -1,5 +1,6 @@
 """The compiled functions of every training loop are traced in epoch 1 only."""
 
+import keras
 import numpy as np
 import pytest
 
@@ -34,3 +35,14 @@ def test_importance_training_scores_every_presample_in_one_traced_call():
     trainer.fit(x, one_hot(labels, 3), batch_size=16, epochs=2, verbose=0)
     assert trainer.wrapper.trace_counts == {"score": 1, "train": 1}
     assert np.isfinite(trainer.model.evaluate(x, one_hot(labels, 3), verbose=0)[0])
+
+
+def test_a_model_compiled_with_xla_trains_and_traces_once():
+    model = make_classifier(num_classes=3)
+    model.compile(keras.optimizers.Adam(0.01), "categorical_crossentropy",
+                  metrics=["accuracy"], jit_compile=True)
+    x, labels = blobs(n=200, num_classes=3)
+    trainer = ImportanceTraining(model, presample=48)
+    history = trainer.fit(x, one_hot(labels, 3), batch_size=16, epochs=2, verbose=0)
+    assert history.history["loss"][1] < history.history["loss"][0]
+    assert trainer.wrapper.trace_counts == {"score": 1, "train": 1}
