@@ -37,32 +37,43 @@ train step (no metrics, data already in tensors). Trace counts are those of
 the library's compiled score and train functions after the first round and at
 the end (a round is one `fit` call; `model.fit`'s own function is not
 exposed, hence "n/a"). Peak RSS: each variant trains 50 steps in a fresh
-process on the 60 000-sample float32 dataset.
+process on the 60 000-sample float32 dataset; the peak is the high-water mark
+of the resident memory during training (reset once the data and the model
+exist, so the data is counted but the start-up is not).
 
 """
 
 _FINDINGS = """
 ## Reading the targets
 
-- **Our uniform loop** costs what `model.fit` costs (the ratio moves around
-  1.0 with the machine's load).
-- **Presample 1024** costs its arithmetic: the presample is scored in one
-  compiled call that loops over the forward batches inside the graph, and the
-  weighted step is one more call, so the loop adds little to the two passes.
-- **Presample 256 against `model.fit`** misses its 1.15 target because the
-  arithmetic itself is above it on this CPU: a forward pass over 256 samples
-  costs about half of a train step of 128, so forward plus bare step is
-  already about 1.3 to 1.4 times a `model.fit` step (row "arithmetic: forward
-  256 + bare step"). Our step adds about 0.5 to 1 ms of sampling and
-  conversions on top of that arithmetic. The target assumed a forward pass
-  that costs a third of a step.
-- **No retracing**: the score and train functions are traced once and never
-  again.
-- **Memory**: training reads batches from the user's arrays; nothing holds a
-  copy of the dataset, so the peak is that of `model.fit`.
-- With **XLA** (`model.compile(..., jit_compile=True)`, which the library then
-  uses for its weighted train step as `model.fit` does for its own), both the
-  plain and the importance-sampling steps get faster.
+- **Presample 256 against `model.fit`.** On this CPU the arithmetic alone
+  costs {arithmetic_256:.2f} times a `model.fit` step (MLP): a forward pass
+  over 256 samples costs {forward_share:.0f} % of a bare train step of 128, so
+  no loop around these two passes can come within 1.15 times `model.fit`.
+  Our step adds {overhead_256:.1f} ms to its arithmetic: copying the
+  presample into a tensor, drawing the batch and its weights on the host,
+  the metrics of the step and the loop.
+- **Presample 1024 against its arithmetic.** The presample is scored in one
+  compiled call, which loops over the forward batches of 128 inside the
+  graph, and the weighted step is one more call. What remains above the
+  arithmetic ({overhead_1024:.1f} ms for the MLP) is the gather and the copy of
+  1024 rows from the NumPy arrays, eight forward batches instead of one
+  forward pass of 1024, and the host-side sampling. Removing the copies would
+  need the dataset resident in a tensor and the draw inside the graph.
+- **Our uniform loop** is `model.fit`'s step plus drawing indices and
+  gathering a batch on the host; repeated runs put its ratio between about
+  0.95 and 1.15 depending on the machine's load.
+- **No retracing**: the score and train functions are traced once, in the
+  first round, and never again.
+- **Memory**: training reads its batches from the user's arrays and holds
+  no copy of the dataset, so its peak stays at or below `model.fit`'s (whose
+  input pipeline copies the arrays).
+- **XLA**: with `model.compile(..., jit_compile=True)` the library compiles
+  its weighted train step with XLA, as `model.fit` does its own; the
+  presample forward stays a plain graph, because XLA made it slower here.
+
+Timings vary by 10 to 20 % from one run to the next on a shared 2-core
+machine; the ratios, taken within each round, vary less.
 
 """
 
@@ -85,8 +96,25 @@ a single run.
 """
 
 
-def render(machine, versions, per_step_markdown, xla_markdown, accuracy_markdown):
-    """The whole page, as a string."""
+def render(results, versions, per_step_markdown, xla_markdown, accuracy_markdown):
+    """The whole page, as a string.
+
+    Args:
+        results: The per-step results (`run.per_step`), read for the
+            machine and for the numbers quoted in the text.
+        versions: The TensorFlow and Keras versions.
+        per_step_markdown: The per-step tables without XLA.
+        xla_markdown: The per-step tables with XLA.
+        accuracy_markdown: The time-to-accuracy table.
+    """
+    machine = results["machine"]
+    step_ms = results["mlp"]["speed"]["step_ms"]
+    findings = _FINDINGS.format(
+        arithmetic_256=step_ms["arithmetic_256"] / step_ms["fit"],
+        forward_share=100 * step_ms["forward_256"] / step_ms["step_256"],
+        overhead_256=step_ms["importance_256"] - step_ms["arithmetic_256"],
+        overhead_1024=step_ms["importance_1024"] - step_ms["arithmetic_1024"],
+    )
     intro = _INTRO.format(
         command=COMMAND, date=datetime.date.today().isoformat(),
         machine=machine["processor"], cpu_count=machine["cpu_count"],
@@ -99,6 +127,6 @@ def render(machine, versions, per_step_markdown, xla_markdown, accuracy_markdown
         + "\n\n### With XLA (`jit_compile=True`)\n\n"
         + xla_markdown.replace("### mlp", "#### mlp")
         + "\n"
-        + _FINDINGS
+        + findings
         + _ACCURACY.format(table=accuracy_markdown)
     )

@@ -7,8 +7,9 @@ python benchmarks/run.py --quick         # a smoke test of the first mode
 python benchmarks/run.py --docs docs/benchmarks.md   # all of it, as a page
 ```
 
-The results are also written as JSON (`--output`, by default
-`benchmarks/results.json` or `benchmarks/accuracy.json`).
+The results are also written as JSON (`--output`, by default next to this
+file: `results.json`, `results_xla.json`, `accuracy.json`, with `_quick`
+added in quick mode).
 """
 
 import argparse
@@ -93,7 +94,7 @@ def write_page(path, mode):
     write_json(xla, here / "results_xla.json")
     accuracy_results, accuracy_markdown = time_to_accuracy(list(accuracy.DATASETS), mode)
     write_json(accuracy_results, here / "accuracy.json")
-    path.write_text(page.render(results["machine"], versions(), per_step_markdown,
+    path.write_text(page.render(results, versions(), per_step_markdown,
                                 xla_markdown, accuracy_markdown))
     print(f"Wrote {path}")
 
@@ -128,12 +129,14 @@ def main(argv=None):
         return None
     if args.accuracy:
         results, markdown = time_to_accuracy(args.datasets, mode)
-        default_output = "accuracy.json"
+        stem = "accuracy"
     else:
         results, markdown = per_step(args.models, mode, with_memory=not args.no_memory,
                                      jit_compile=args.jit_compile)
-        default_output = "results_xla.json" if args.jit_compile else "results.json"
-    write_json(results, args.output or Path(__file__).with_name(default_output))
+        stem = "results_xla" if args.jit_compile else "results"
+    if mode == "quick":
+        stem += "_quick"
+    write_json(results, args.output or Path(__file__).with_name(f"{stem}.json"))
     print(markdown)
     return results
 

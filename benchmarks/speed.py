@@ -111,9 +111,10 @@ def measure(model_name, num_samples=60000, rounds=5, steps=30, batch_size=128,
         rounds: Number of interleaved rounds. Defaults to `5`.
         steps: Timed steps per variant and round. Defaults to `30`.
         batch_size: Defaults to `128`.
-        approximate_warmup: The uniform warm-up steps of
-            `ApproximateImportanceTraining`, run before it is timed.
-            Defaults to `100` (its default warm-up).
+        approximate_warmup: Least number of steps of the untimed first
+            epoch of `ApproximateImportanceTraining`, which must cover its
+            uniform warm-up for the timed epoch to sample by importance.
+            Defaults to `100` (the warm-up of its `LSTMSampler`).
         jit_compile: Compile every model with XLA. Defaults to `False`.
 
     Returns:

@@ -29,3 +29,9 @@ def test_accuracy_table_lists_both_methods_per_dataset():
         "mnist5k": None,
     })
     assert table.count("| digits |") == 2 and "not installed" in table
+
+
+def test_peak_memory_is_read_from_the_kernel():
+    from benchmarks import memory
+
+    assert memory.peak_rss_mb() > 0
