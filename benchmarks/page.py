@@ -46,19 +46,23 @@ exist, so the data is counted but the start-up is not).
 _FINDINGS = """
 ## Reading the targets
 
-- **Presample 256 against `model.fit`.** On this CPU the arithmetic alone
-  costs {arithmetic_256:.2f} times a `model.fit` step (MLP): a forward pass
-  over 256 samples costs {forward_share:.0f} % of a bare train step of 128, so
-  no loop around these two passes can come within 1.15 times `model.fit`.
-  Our step adds {overhead_256:.1f} ms to its arithmetic: copying the
-  presample into a tensor, drawing the batch and its weights on the host,
-  the metrics of the step and the loop.
+- **Presample 256 against `model.fit`.** In this run the arithmetic alone
+  costs {arithmetic_256:.2f} times a `model.fit` step (MLP; a forward pass over
+  256 samples costs {forward_share:.0f} % of a bare train step of 128), which
+  leaves {budget_256:.1f} ms under the 1.15 target for everything else; our
+  step spends {overhead_256:.1f} ms above its arithmetic. Timed separately, that
+  is roughly: 0.4 ms for scoring in two forward batches of 128 from a NumPy
+  presample instead of one batch from a tensor, 0.5 ms to draw the
+  presample, the batch and its weights on the host, and 1 ms for the step's
+  metrics, the input conversions and the call; we could not attribute the
+  rest.
 - **Presample 1024 against its arithmetic.** The presample is scored in one
   compiled call, which loops over the forward batches of 128 inside the
   graph, and the weighted step is one more call. What remains above the
   arithmetic ({overhead_1024:.1f} ms for the MLP) is the gather and the copy of
   1024 rows from the NumPy arrays, eight forward batches instead of one
-  forward pass of 1024, and the host-side sampling. Removing the copies would
+  forward pass of 1024, the host-side sampling and, as above, the step's
+  metrics and conversions. Removing the copies would
   need the dataset resident in a tensor and the draw inside the graph.
 - **Our uniform loop** is `model.fit`'s step plus drawing indices and
   gathering a batch on the host; repeated runs put its ratio between about
@@ -113,6 +117,7 @@ def render(results, versions, per_step_markdown, xla_markdown, accuracy_markdown
         arithmetic_256=step_ms["arithmetic_256"] / step_ms["fit"],
         forward_share=100 * step_ms["forward_256"] / step_ms["step_256"],
         overhead_256=step_ms["importance_256"] - step_ms["arithmetic_256"],
+        budget_256=1.15 * step_ms["fit"] - step_ms["arithmetic_256"],
         overhead_1024=step_ms["importance_1024"] - step_ms["arithmetic_1024"],
     )
     intro = _INTRO.format(

@@ -23,7 +23,7 @@ _ROWS = (
 def _verdict(value, limit):
     if value <= limit:
         return "met"
-    return f"missed by {100 * (value / limit - 1):.0f} %"
+    return f"missed by {100 * (value / limit - 1):.1f} %"
 
 
 def _traces(counts):
