@@ -1,6 +1,7 @@
 """Code shared by the examples: command line, data, timing, summary and plot.
 
-An example loads its data with `load_data()`, defines a function that builds
+An example loads its data with `load_data()` (images then go through
+`prepare_images()`), defines a function that builds
 its compiled model and hands both to `run()`, which trains the model
 uniformly (`model.fit`), with importance sampling, or both from the same
 initial weights, then prints a summary and optionally plots the curves.
@@ -108,6 +109,34 @@ def load_data(dataset, filename, fraction=1.0, **kwargs):
             f"looks for it, and downloading it failed ({error})."
         )
     return subset(splits, fraction)
+
+
+def prepare_images(splits, num_classes, shape=None):
+    """Scale the pixels to [0, 1], reshape the images and one-hot the labels.
+
+    Also prints the number of training and test samples, as Keras's image
+    examples do.
+
+    Args:
+        splits: `((x_train, y_train), (x_test, y_test))` with `uint8` pixels
+            and integer labels, as `load_data` returns them.
+        num_classes: The number of classes of the one-hot labels.
+        shape: The shape of one image for the model, such as `(784,)` to
+            flatten 28x28 images or `(28, 28, 1)` to add a channel axis.
+            Defaults to `None` (keep the shape of the data).
+
+    Returns:
+        `((x_train, y_train), (x_test, y_test))`, the images as `float32`.
+    """
+    prepared = []
+    for x, y in splits:
+        x = x.astype("float32") / 255
+        if shape is not None:
+            x = x.reshape((len(x),) + tuple(shape))
+        prepared.append((x, keras.utils.to_categorical(y, num_classes)))
+    (x_train, _), (x_test, _) = prepared
+    print(len(x_train), "train samples,", len(x_test), "test samples")
+    return tuple(prepared)
 
 
 class Recorder(keras.callbacks.Callback):

@@ -44,17 +44,11 @@ def create_model():
 
 def main(argv=None):
     args = _common.parse_args(_common.make_parser(__doc__, epochs=200, batch_size=32), argv)
-    (x_train, y_train), (x_test, y_test) = _common.load_data(
+    splits = _common.load_data(
         keras.datasets.cifar10, "cifar-10-batches-py-target_archive", args.data_fraction
     )
-    x_train = x_train.astype("float32") / 255
-    x_test = x_test.astype("float32") / 255
-    y_train = keras.utils.to_categorical(y_train, NUM_CLASSES)
-    y_test = keras.utils.to_categorical(y_test, NUM_CLASSES)
-    print(len(x_train), "train samples,", len(x_test), "test samples")
-
-    return _common.run(args, create_model, (x_train, y_train), (x_test, y_test),
-                       ImportanceTraining)
+    train, test = _common.prepare_images(splits, NUM_CLASSES)
+    return _common.run(args, create_model, train, test, ImportanceTraining)
 
 
 if __name__ == "__main__":

@@ -31,17 +31,9 @@ def create_model():
 
 def main(argv=None):
     args = _common.parse_args(_common.make_parser(__doc__, epochs=20, batch_size=128), argv)
-    (x_train, y_train), (x_test, y_test) = _common.load_data(
-        keras.datasets.mnist, "mnist.npz", args.data_fraction
-    )
-    x_train = x_train.reshape(-1, 784).astype("float32") / 255
-    x_test = x_test.reshape(-1, 784).astype("float32") / 255
-    y_train = keras.utils.to_categorical(y_train, NUM_CLASSES)
-    y_test = keras.utils.to_categorical(y_test, NUM_CLASSES)
-    print(len(x_train), "train samples,", len(x_test), "test samples")
-
-    return _common.run(args, create_model, (x_train, y_train), (x_test, y_test),
-                       ImportanceTraining)
+    splits = _common.load_data(keras.datasets.mnist, "mnist.npz", args.data_fraction)
+    train, test = _common.prepare_images(splits, NUM_CLASSES, shape=(784,))
+    return _common.run(args, create_model, train, test, ImportanceTraining)
 
 
 if __name__ == "__main__":

@@ -184,3 +184,19 @@ def test_missing_data_message_has_no_traceback(tmp_path):
     assert process.returncode == 1
     assert "Traceback" not in process.stderr
     assert f"Missing data: mnist.npz is not in {tmp_path / 'datasets'}," in process.stderr
+
+
+@pytest.mark.parametrize("shape, expected", [(None, (28, 28)), ((784,), (784,)),
+                                             ((28, 28, 1), (28, 28, 1))])
+def test_prepare_images_scales_reshapes_and_one_hots(datasets, capsys, shape, expected):
+    common = _example("_common")
+    pixels = np.full((3, 28, 28), 255, dtype="uint8")
+    splits = ((pixels, np.array([0, 2, 1])), (pixels[:2], np.array([[1], [0]])))
+
+    (x_train, y_train), (x_test, y_test) = common.prepare_images(splits, 3, shape=shape)
+
+    assert x_train.shape == (3,) + expected and x_test.shape == (2,) + expected
+    assert x_train.dtype == "float32" and x_train.max() == 1.0
+    assert y_train.tolist() == [[1, 0, 0], [0, 0, 1], [0, 1, 0]]
+    assert y_test.tolist() == [[0, 1, 0], [1, 0, 0]]
+    assert capsys.readouterr().out == "3 train samples, 2 test samples\n"
