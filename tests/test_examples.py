@@ -200,3 +200,21 @@ def test_prepare_images_scales_reshapes_and_one_hots(datasets, capsys, shape, ex
     assert y_train.tolist() == [[1, 0, 0], [0, 0, 1], [0, 1, 0]]
     assert y_test.tolist() == [[0, 1, 0], [1, 0, 0]]
     assert capsys.readouterr().out == "3 train samples, 2 test samples\n"
+
+
+def test_mnist_subset_runs_an_example_on_its_own_cache(tmp_path):
+    """scripts/mnist_subset_cache.py splits the digits by class and runs the example."""
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(10), 10)
+    digits = np.column_stack([rng.integers(0, 256, (100, 784)), labels])
+    csv = tmp_path / "digits.csv"
+    np.savetxt(csv, digits, fmt="%d", delimiter=",")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3")
+    process = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "mnist_subset_cache.py"), "--csv", str(csv),
+         "--test-per-class", "2", str(EXAMPLES / "mnist_mlp.py"), "--uniform"] + QUICK,
+        env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert process.returncode == 0, process.stderr
+    assert "80 train samples, 20 test samples" in process.stdout
+    assert "uniform" in process.stdout and "Downloading" not in process.stdout
