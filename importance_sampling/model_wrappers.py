@@ -15,9 +15,10 @@ from keras import ops, tree
 
 from importance_sampling import signals
 from importance_sampling.utils import nested
-from importance_sampling.utils.losses import per_sample_loss
+from importance_sampling.utils.losses import ModelLoss
 
 SCORES = ("loss", "gnorm", "full_gnorm", "acc")
+SINGLE_OUTPUT_SCORES = ("gnorm", "acc")
 
 
 def check_model(model):
@@ -33,11 +34,6 @@ def check_model(model):
             "importance training, e.g. `model.compile('adam', "
             "'categorical_crossentropy')`. Received: an uncompiled model "
             f"{model.name!r}"
-        )
-    if len(model.outputs or [None]) > 1:
-        raise ValueError(
-            "Importance training supports models with a single output. "
-            f"Received: model {model.name!r} with {len(model.outputs)} outputs"
         )
 
 
@@ -69,20 +65,22 @@ class OracleWrapper:
     """Score samples with the model itself and train it with weighted steps.
 
     Args:
-        model: A compiled `keras.Model` with one output. It is trained in
-            place: its weights and its optimizer state are the ones updated.
+        model: A compiled `keras.Model`. It is trained in place: its weights
+            and its optimizer state are the ones updated. With several
+            outputs, a sample's loss is the `loss_weights`-weighted sum of the
+            compiled losses of the outputs.
         reweighting: A `ReweightingPolicy` turning the sampled items' weights
             and the step's scores into the weights of the step.
         score: What measures a sample's importance: `"loss"` (its loss),
             `"gnorm"` (the norm of the loss gradient with respect to the last
             layer's pre-activation output), `"full_gnorm"` (the norm of the
             loss gradient with respect to all trainable weights, slow) or
-            `"acc"` (1 for a misclassified sample, 0 otherwise). Defaults to
-            `"loss"`.
+            `"acc"` (1 for a misclassified sample, 0 otherwise). `"gnorm"`
+            and `"acc"` need a model with one output. Defaults to `"loss"`.
 
     Raises:
-        ValueError: for an uncompiled model, a model with several outputs,
-            a loss that is not a single loss or an unknown `score`.
+        ValueError: for an uncompiled model or an unknown `score`, or a
+            score that needs one output on a model with several.
     """
 
     def __init__(self, model, reweighting, score="loss"):
@@ -91,10 +89,15 @@ class OracleWrapper:
             raise ValueError(
                 f"`score` must be one of {SCORES}. Received: score={score!r}"
             )
+        if score in SINGLE_OUTPUT_SCORES and len(model.outputs or [None]) > 1:
+            raise ValueError(
+                f"`score={score!r}` needs a model with one output. Received: "
+                f"model {model.name!r} with {len(model.outputs)} outputs"
+            )
         self.model = model
         self.reweighting = reweighting
         self.score_kind = score
-        self._loss_fn = per_sample_loss(model.loss)
+        self._loss_fn = None
         self._loss_tracker = keras.metrics.Mean(name="loss")
         self._logits_parts = None
         self._built = False
@@ -134,12 +137,12 @@ class OracleWrapper:
                 last.activation = activation
             tape.watch(logits)
             y_pred = activation(logits)
-            losses = self._loss_fn(y, y_pred)
-            total = ops.sum(losses)
+            output_losses = self._loss_fn.output_losses(y, y_pred)
+            total = ops.sum(self._loss_fn.total(output_losses))
         gradients = tape.gradient(total, logits)
         batch = ops.shape(gradients)[0]
         norms = ops.norm(ops.reshape(gradients, (batch, -1)), axis=1)
-        return y_pred, losses, norms
+        return y_pred, output_losses, norms
 
     def _full_gradient_norms(self, x, y, training):
         weights = self.model.trainable_variables
@@ -155,18 +158,21 @@ class OracleWrapper:
         return tf.map_fn(norm_of_one, (x, y), fn_output_signature=tf.float32)
 
     def _outputs(self, x, y, training):
-        """Predictions, per-sample losses and per-sample scores of a batch."""
+        """Predictions, per-sample losses and per-sample scores of a batch.
+
+        The losses are a list with the per-sample loss of each output.
+        """
         if self.score_kind == "gnorm":
             return self._outputs_with_logit_gradients(x, y, training)
         y_pred = self.model(x, training=training)
-        losses = self._loss_fn(y, y_pred)
+        output_losses = self._loss_fn.output_losses(y, y_pred)
         if self.score_kind == "acc":
             scores = _per_sample_error(y, y_pred)
         elif self.score_kind == "full_gnorm":
             scores = self._full_gradient_norms(x, y, training)
         else:
-            scores = losses
-        return y_pred, losses, scores
+            scores = self._loss_fn.total(output_losses)
+        return y_pred, output_losses, scores
 
     def _score_step(self, x, y, batch_size):
         """Scores of all the samples, in forward batches of `batch_size`.
@@ -186,37 +192,53 @@ class OracleWrapper:
             scores = scores.write(i, ops.cast(batch_scores, "float32"))
         return scores.concat()
 
-    def _train_step(self, x, y, weights, metric_weights):
+    def _train_step(self, x, y, weights, metric_weights, sample_weight):
         model = self.model
         variables = model.trainable_variables
         with tf.GradientTape() as tape:
-            y_pred, losses, scores = self._outputs(x, y, training=True)
-            step_weights = self.reweighting.step_weights(
+            y_pred, output_losses, scores = self._outputs(x, y, training=True)
+            step_weights = sample_weight * self.reweighting.step_weights(
                 weights, ops.stop_gradient(scores)
             )
-            loss = ops.mean(step_weights * losses)
+            loss = ops.mean(step_weights * self._loss_fn.total(output_losses))
             if model.losses:
                 loss = loss + ops.cast(ops.sum(model.losses), loss.dtype)
             scaled_loss = model.optimizer.scale_loss(loss)
         gradients = tape.gradient(scaled_loss, variables)
         model.optimizer.apply_gradients(zip(gradients, variables))
         self._loss_tracker.update_state(loss)
-        logs = self._update_metrics(y, y_pred, metric_weights)
+        self._update_output_losses(output_losses, step_weights)
+        self._update_metrics(y, y_pred, metric_weights, sample_weight)
+        logs = model.get_metrics_result()
         logs["loss"] = self._loss_tracker.result()
         return logs, scores
 
-    def _update_metrics(self, y, y_pred, sample_weight):
-        """Update every compiled metric with `sample_weight` and return the logs.
+    def _update_output_losses(self, output_losses, step_weights):
+        """The `<output>_loss` logs of a model with several outputs."""
+        trackers = self.model._compile_loss.metrics
+        for tracker, losses in zip(trackers, output_losses):
+            tracker.update_state(step_weights * losses)
 
-        Keras weights only the `weighted_metrics` of `compile`; here the
-        importance weights reach all of them, so that the logged values
-        estimate the metrics over the training set.
+    def _update_metrics(self, y, y_pred, metric_weights, sample_weight):
+        """Update the compiled metrics, weighted by the importance weights.
+
+        Keras weights only the `weighted_metrics` of `compile`, by the user's
+        sample weights. Here the importance weights `metric_weights` reach
+        every metric, so that the logged values estimate the metrics over
+        the training set; `weighted_metrics` are also weighted by the
+        user's `sample_weight`, as in `fit`.
         """
         compiled = self.model._compile_metrics
-        if compiled is not None:
-            for metric in compiled.metrics:
-                metric.update_state(y, y_pred, sample_weight=sample_weight)
-        return self.model.get_metrics_result()
+        if compiled is None:
+            return
+        y_true, y_pred = compiled._flatten_y(y), compiled._flatten_y(y_pred)
+        for metric_lists, weights in (
+            (compiled._flat_metrics, metric_weights),
+            (compiled._flat_weighted_metrics, metric_weights * sample_weight),
+        ):
+            for metrics, y_t, y_p in zip(metric_lists, y_true, y_pred):
+                if metrics is not None:
+                    metrics.update_state(y_t, y_p, sample_weight=weights)
 
     # Host-side API
 
@@ -226,8 +248,11 @@ class OracleWrapper:
             return
         model = self.model
         x1, y1 = nested.take((x, y), slice(0, 1))
-        model.compute_metrics(x1, y1, model(x1, training=False))
+        y_pred = model(x1, training=False)
+        model.compute_loss(x1, y1, y_pred, training=False)
+        model.compute_metrics(x1, y1, y_pred)
         model.reset_metrics()
+        self._loss_fn = ModelLoss(model)
         if not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
         if self.score_kind == "gnorm":
@@ -244,7 +269,7 @@ class OracleWrapper:
 
         Args:
             x: Input array, or list or dict of arrays.
-            y: Target array.
+            y: Target array, or list or dict of arrays for several outputs.
             batch_size: Number of samples per forward pass. Defaults to `128`.
 
         Returns:
@@ -254,16 +279,22 @@ class OracleWrapper:
         scores = self._score_function(x, y, tf.constant(batch_size, "int32"))
         return scores.numpy()
 
-    def train_batch(self, x, y, w, metric_weights=None):
+    def train_batch(self, x, y, w, metric_weights=None, sample_weight=None):
         """Run one weighted optimizer step.
+
+        The loss minimised is the mean over the batch of each sample's loss
+        times its step weight: the reweighting policy's weight times its
+        `sample_weight`.
 
         Args:
             x: Input batch.
             y: Target batch.
             w: Weights from the reweighting policy, of shape
                 `(batch_size, weight_size)`.
-            metric_weights: Per-sample weights of the compiled metrics.
+            metric_weights: Per-sample weights of the compiled metrics (the
+                `weighted_metrics` are also weighted by `sample_weight`).
                 Defaults to ones.
+            sample_weight: The user's per-sample weights. Defaults to ones.
 
         Returns:
             A tuple `(loss, logs, scores)`: the weighted loss that was
@@ -273,9 +304,13 @@ class OracleWrapper:
         """
         self._build(x, y)
         w = np.asarray(w, dtype="float32").reshape(len(w), -1)
-        if metric_weights is None:
-            metric_weights = np.ones(len(w), dtype="float32")
-        logs, scores = self._train_function(x, y, w, metric_weights)
+        ones = np.ones(len(w), dtype="float32")
+        metric_weights = ones if metric_weights is None else metric_weights
+        sample_weight = ones if sample_weight is None else sample_weight
+        logs, scores = self._train_function(
+            x, y, w, np.asarray(metric_weights, "float32"),
+            np.asarray(sample_weight, "float32"),
+        )
         logs = {name: float(value) for name, value in logs.items()}
         scores = np.asarray(scores)
         signals.training.send({"loss": logs["loss"], "metrics": logs, "scores": scores})

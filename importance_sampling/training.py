@@ -25,6 +25,7 @@ from importance_sampling.samplers import (
     ModelSampler,
 )
 from importance_sampling.utils import nested
+from importance_sampling.utils.weights import user_sample_weights
 
 
 def _check_positive_int(name, value):
@@ -69,19 +70,37 @@ def _default_steps_per_epoch(dataset, batch_size):
     return steps
 
 
-def _split_validation(x, y, validation_split):
-    """Keep the last `validation_split` of the samples for validation."""
+def _split_validation(data, validation_split):
+    """Keep the last `validation_split` of the samples of `data` for validation.
+
+    Returns:
+        A tuple `(train, validation)` of structures like `data`;
+        `validation` is `None` when nothing is held out.
+    """
     if not 0 <= validation_split < 1:
         raise ValueError(
             "`validation_split` must be in [0, 1). "
             f"Received: validation_split={validation_split}"
         )
-    count = nested.num_samples(x)
+    count = nested.num_samples(data)
     num_train = count - int(count * validation_split)
     if num_train == count:
-        return (x, y), None
-    train = nested.take((x, y), slice(0, num_train))
-    return train, nested.take((x, y), slice(num_train, None))
+        return data, None
+    return nested.take(data, slice(0, num_train)), nested.take(data, slice(num_train, None))
+
+
+def _validation_pair(validation_data):
+    """`(x_val, y_val)` from the `validation_data` argument of `fit`."""
+    if validation_data is None:
+        return None, None
+    if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+        raise ValueError(
+            "`validation_data` must be a tuple `(x_val, y_val)` of arrays. "
+            f"Received: {type(validation_data).__name__}"
+            + (f" of length {len(validation_data)}"
+               if isinstance(validation_data, (tuple, list)) else "")
+        )
+    return validation_data
 
 
 class _BaseImportanceTraining:
@@ -130,13 +149,21 @@ class _BaseImportanceTraining:
             )
 
     def fit(self, x, y, batch_size=32, epochs=1, verbose=1, callbacks=None,
-            validation_split=0.0, validation_data=None, steps_per_epoch=None):
+            validation_split=0.0, validation_data=None, steps_per_epoch=None,
+            class_weight=None, sample_weight=None):
         """Train the model on arrays.
 
+        A sampled item enters the loss of its step with its importance
+        weight times its user weight (`sample_weight` times the
+        `class_weight` of its class), so the step minimises an estimate of
+        the same weighted loss that `keras.Model.fit` minimises. Samples are
+        scored by their unweighted loss.
+
         Args:
-            x: Training inputs: a NumPy array, or a list of arrays for a model
-                with several inputs.
-            y: Training targets, a NumPy array.
+            x: Training inputs: a NumPy array, or a list or a dict (keyed by
+                input name) of arrays for a model with several inputs.
+            y: Training targets: a NumPy array, or a list or a dict (keyed by
+                output name) of arrays for a model with several outputs.
             batch_size: Number of samples per gradient update. Defaults to `32`.
             epochs: Number of epochs of `steps_per_epoch` updates. Defaults to
                 `1`.
@@ -149,21 +176,27 @@ class _BaseImportanceTraining:
                 at the end of each epoch; overrides `validation_split`.
             steps_per_epoch: Number of gradient updates per epoch. Defaults to
                 the number of training samples divided by `batch_size`.
+            class_weight: A dict mapping class indices to a weight of the
+                samples of that class in the loss (classes not in it weigh
+                1), for a model with one output.
+            sample_weight: An array with one weight per training sample.
+                With `validation_split`, the weights of the held-out samples
+                are not used.
 
         Returns:
             A `keras.callbacks.History`.
         """
-        x, y = nested.to_numpy(x), np.asarray(y)
+        x, y = nested.to_numpy(x), nested.to_numpy(y)
         nested.check_lengths(x, y, "training")
-        (x, y), validation = _split_validation(x, y, validation_split)
-        if validation_data is not None:
-            validation = validation_data
-        x_val, y_val = validation if validation is not None else (None, None)
+        weights = user_sample_weights(y, class_weight, sample_weight)
+        x_val, y_val = _validation_pair(validation_data)
+        train, held_out = _split_validation((x, y, weights), validation_split)
+        x, y, weights = train
+        if validation_data is None and held_out is not None:
+            x_val, y_val, _ = held_out
         dataset = InMemoryDataset(x, y, x_val, y_val, categorical=False)
-        return self.fit_dataset(
-            dataset, steps_per_epoch=steps_per_epoch, batch_size=batch_size,
-            epochs=epochs, verbose=verbose, callbacks=callbacks,
-        )
+        return self._fit(dataset, steps_per_epoch, batch_size, epochs, verbose,
+                         callbacks, sample_weight=weights)
 
     def fit_generator(self, train, steps_per_epoch=None, batch_size=32, epochs=1,
                       verbose=1, callbacks=None, validation_data=None,
@@ -194,10 +227,11 @@ class _BaseImportanceTraining:
             A `keras.callbacks.History`.
         """
         dataset = GeneratorDataset(train, validation_data, validation_steps)
-        return self.fit_dataset(
-            dataset, steps_per_epoch=steps_per_epoch, batch_size=batch_size,
-            epochs=epochs, verbose=verbose, callbacks=callbacks,
-        )
+        try:
+            return self._fit(dataset, steps_per_epoch, batch_size, epochs,
+                             verbose, callbacks)
+        finally:
+            dataset.close()
 
     def fit_dataset(self, dataset, steps_per_epoch=None, batch_size=32, epochs=1,
                     verbose=1, callbacks=None):
@@ -219,7 +253,20 @@ class _BaseImportanceTraining:
             A `keras.callbacks.History`.
         """
         if isinstance(dataset, tf.data.Dataset):
-            dataset = GeneratorDataset(dataset)
+            return self.fit_generator(
+                dataset, steps_per_epoch=steps_per_epoch, batch_size=batch_size,
+                epochs=epochs, verbose=verbose, callbacks=callbacks,
+            )
+        return self._fit(dataset, steps_per_epoch, batch_size, epochs, verbose,
+                         callbacks)
+
+    def _fit(self, dataset, steps_per_epoch, batch_size, epochs, verbose,
+             callbacks, sample_weight=None):
+        """Check the arguments, then run the loop; see `fit_dataset`.
+
+        `sample_weight` holds the user's weight of every training sample of
+        `dataset`, or is `None`.
+        """
         self._check_batch_size(dataset, batch_size)
         _check_positive_int("epochs", epochs)
         if steps_per_epoch is None:
@@ -238,10 +285,12 @@ class _BaseImportanceTraining:
         history = next(
             c for c in callback_list.callbacks if isinstance(c, keras.callbacks.History)
         )
-        self._run(dataset, sampler, callback_list, steps_per_epoch, batch_size, epochs)
+        self._run(dataset, sampler, callback_list, steps_per_epoch, batch_size,
+                  epochs, sample_weight)
         return history
 
-    def _run(self, dataset, sampler, callbacks, steps_per_epoch, batch_size, epochs):
+    def _run(self, dataset, sampler, callbacks, steps_per_epoch, batch_size,
+             epochs, sample_weight):
         """The loop: draw a batch, take a weighted step, feed the scores back."""
         model = self.model
         evaluation = dataset.evaluation_arguments()
@@ -258,7 +307,8 @@ class _BaseImportanceTraining:
                 callbacks.on_train_batch_begin(step)
                 batch = sampler.sample(batch_size)
                 _, logs, scores = self.wrapper.train_batch(
-                    batch.x, batch.y, batch.weights, batch.metric_weights
+                    batch.x, batch.y, batch.weights, batch.metric_weights,
+                    None if sample_weight is None else sample_weight[batch.idxs],
                 )
                 sampler.update(batch.idxs, scores)
                 callbacks.on_train_batch_end(step, logs)

@@ -155,14 +155,15 @@ def test_the_train_step_is_traced_once():
     assert wrapper.trace_counts == {"score": 1, "train": 1}
 
 
-def test_uncompiled_multi_output_and_unknown_scores_are_refused():
+def test_uncompiled_models_and_unknown_or_single_output_scores_are_refused():
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2)])
     with pytest.raises(ValueError, match="uncompiled model"):
         OracleWrapper(model, NoReweightingPolicy())
     inputs = keras.Input((2,))
     two = keras.Model(inputs, [keras.layers.Dense(1)(inputs), keras.layers.Dense(1)(inputs)])
     two.compile("sgd", ["mse", "mse"])
-    with pytest.raises(ValueError, match="2 outputs"):
-        OracleWrapper(two, NoReweightingPolicy())
+    for score in ("gnorm", "acc"):
+        with pytest.raises(ValueError, match=f"score='{score}'.*2 outputs"):
+            OracleWrapper(two, NoReweightingPolicy(), score=score)
     with pytest.raises(ValueError, match="score='entropy'"):
         OracleWrapper(make_classifier(), NoReweightingPolicy(), score="entropy")

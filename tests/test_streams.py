@@ -1,5 +1,8 @@
 """Streamed training data: generators, PyDataset and tf.data, never restarted."""
 
+import threading
+import time
+
 import keras
 import numpy as np
 import pytest
@@ -15,8 +18,8 @@ Y = one_hot(LABELS, 3)
 class CountingBatches(keras.utils.PyDataset):
     """Batches of 10 samples whose first feature counts the samples served."""
 
-    def __init__(self, batches=12):
-        super().__init__()
+    def __init__(self, batches=12, **kwargs):
+        super().__init__(**kwargs)
         self.batches = batches
         self.epoch_ends = 0
 
@@ -56,6 +59,47 @@ def test_a_py_dataset_is_read_on_across_epochs_and_defaults_the_epoch_length(mon
     # 120 samples of the PyDataset with on_epoch_end() after each pass
     np.testing.assert_array_equal(seen, np.arange(480) % 120)
     assert source.epoch_ends == 3
+
+
+class SlowThreadRecordingBatches(CountingBatches):
+    """`CountingBatches` that take a while and record which thread read them."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.threads = set()
+
+    def __getitem__(self, index):
+        self.threads.add(threading.get_ident())
+        time.sleep(0.01)
+        return super().__getitem__(index)
+
+
+def test_py_dataset_workers_read_batches_in_parallel_and_in_order(monkeypatch):
+    source = SlowThreadRecordingBatches(batches=12, workers=3, max_queue_size=6)
+    training = ImportanceTraining(make_classifier(2, 3), presample=20)
+    seen = counted_samples(monkeypatch, training)
+    training.fit_generator(source, batch_size=5, epochs=2, verbose=0)
+    np.testing.assert_array_equal(seen, np.arange(480) % 120)
+    assert len(source.threads - {threading.get_ident()}) >= 2
+
+
+def test_py_dataset_multiprocessing_workers_keep_the_order(monkeypatch):
+    source = CountingBatches(batches=12, workers=2, use_multiprocessing=True)
+    training = ImportanceTraining(make_classifier(2, 3), presample=20)
+    seen = counted_samples(monkeypatch, training)
+    training.fit_generator(source, steps_per_epoch=9, batch_size=5, verbose=0)
+    np.testing.assert_array_equal(seen, np.arange(180) % 120)
+
+
+def test_streamed_sample_weights_get_a_clear_error():
+    def weighted_batches():
+        while True:
+            yield X[:10], Y[:10], np.ones(10)
+
+    training = ImportanceTraining(make_classifier(2, 3), presample=20)
+    with pytest.raises(ValueError, match="3 elements.*sample_weight"):
+        training.fit_generator(weighted_batches(), steps_per_epoch=2, batch_size=8,
+                               verbose=0)
 
 
 def test_a_repeated_tf_data_stream_resumes_where_it_left_off(monkeypatch):

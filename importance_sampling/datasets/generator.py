@@ -2,6 +2,8 @@
 
 import keras
 import tensorflow as tf
+from keras import tree
+from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
 
 from importance_sampling.datasets.base import BaseDataset
 from importance_sampling.utils import nested
@@ -12,17 +14,26 @@ def _is_batch_source(data):
 
 
 def _py_dataset_batches(py_dataset):
-    """Cycle through a `PyDataset`, calling `on_epoch_end()` after each pass."""
-    while True:
-        for index in range(len(py_dataset)):
-            yield py_dataset[index][:2]
-        py_dataset.on_epoch_end()
+    """Cycle through a `PyDataset`, with its hooks around each pass.
+
+    Batches are read as `fit` reads them: in order, by `workers` threads or
+    processes (`use_multiprocessing`) when the `PyDataset` asks for them.
+    """
+    adapter = PyDatasetAdapter(py_dataset, shuffle=False)
+    try:
+        while True:
+            adapter.on_epoch_begin()
+            yield from adapter.get_numpy_iterator()
+            adapter.on_epoch_end()
+    finally:
+        if adapter.enqueuer is not None:
+            adapter.enqueuer.stop()
 
 
 def _tf_dataset_batches(dataset):
     """Read a `tf.data.Dataset` on, starting it again only once it is exhausted."""
     while True:
-        yield from (batch[:2] for batch in dataset.as_numpy_iterator())
+        yield from dataset.as_numpy_iterator()
 
 
 def batches_of(source):
@@ -44,6 +55,12 @@ def num_batches(source):
     return None
 
 
+def _describe_batch(batch):
+    if isinstance(batch, (tuple, list)):
+        return f"Received: a batch of {len(batch)} elements."
+    return f"Received: a batch of type {type(batch).__name__}."
+
+
 class _BatchStream:
     """Cut a stream of `(x, y)` batches into pieces of any size.
 
@@ -59,7 +76,7 @@ class _BatchStream:
 
     def _next_batch(self):
         try:
-            x, y = next(self._batches)
+            batch = next(self._batches)
         except StopIteration:
             raise ValueError(
                 "The training generator is exhausted. Importance training "
@@ -67,7 +84,20 @@ class _BatchStream:
                 "candidates from the stream): pass a generator that loops "
                 "forever, e.g. a `while True:` loop."
             ) from None
-        return nested.to_numpy((x, y))
+        if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+            raise ValueError(
+                "Importance training reads `(x, y)` batches from a stream. "
+                + _describe_batch(batch)
+                + " Per-sample weights of streamed data are not supported; "
+                "pass arrays and `sample_weight` to `fit` instead."
+            )
+        return nested.to_numpy(tuple(batch))
+
+    def close(self):
+        """Stop reading: close the stream (and a `PyDataset`'s workers)."""
+        close = getattr(self._batches, "close", None)
+        if close is not None:
+            close()
 
     def peek(self):
         """The first buffered batch, read from the stream if needed."""
@@ -124,6 +154,10 @@ class GeneratorDataset(BaseDataset):
                     "test_data_length=None"
                 )
 
+    def close(self):
+        """Release the training stream (and a `PyDataset`'s workers)."""
+        self._stream.close()
+
     def _draw(self, split, count, rng):
         if split != "train":
             raise ValueError("Only the training split of a GeneratorDataset is streamed.")
@@ -160,4 +194,4 @@ class GeneratorDataset(BaseDataset):
     @property
     def output_size(self):
         y = self._stream.peek()[1]
-        return int(y.shape[1]) if y.ndim > 1 else 1
+        return tree.map_structure(lambda a: int(a.shape[1]) if a.ndim > 1 else 1, y)

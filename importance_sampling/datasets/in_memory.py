@@ -2,6 +2,8 @@
 
 import numpy as np
 
+from keras import tree
+
 from importance_sampling.datasets.base import BaseDataset, as_batch
 from importance_sampling.utils import nested
 
@@ -21,11 +23,12 @@ class InMemoryDataset(BaseDataset):
     Args:
         x_train: Training inputs: an array, or a list or dict of arrays for a
             model with several inputs.
-        y_train: Training targets.
+        y_train: Training targets: an array, or a list or dict of arrays for
+            a model with several outputs.
         x_test: Test inputs, or `None`.
         y_test: Test targets, or `None`.
-        categorical: When `True`, integer class labels are turned into one-hot
-            rows. Defaults to `True`.
+        categorical: When `True`, integer class labels of a single output are
+            turned into one-hot rows. Defaults to `True`.
 
     Example:
 
@@ -38,12 +41,12 @@ class InMemoryDataset(BaseDataset):
     """
 
     def __init__(self, x_train, y_train, x_test=None, y_test=None, categorical=True):
-        x_train, y_train = nested.to_numpy(x_train), np.asarray(y_train)
+        x_train, y_train = nested.to_numpy(x_train), nested.to_numpy(y_train)
         nested.check_lengths(x_train, y_train, "training")
         if x_test is not None:
-            x_test, y_test = nested.to_numpy(x_test), np.asarray(y_test)
+            x_test, y_test = nested.to_numpy(x_test), nested.to_numpy(y_test)
             nested.check_lengths(x_test, y_test, "test")
-        if categorical:
+        if categorical and not tree.is_nested(y_train):
             labels = [y for y in (y_train, y_test) if y is not None]
             if all(np.issubdtype(y.dtype, np.integer) for y in labels):
                 num_classes = int(max(y.max() for y in labels if y.size)) + 1
@@ -82,5 +85,5 @@ class InMemoryDataset(BaseDataset):
     @property
     def output_size(self):
         _, y = self._data["train"]
-        return int(y.shape[1]) if y.ndim > 1 else 1
+        return tree.map_structure(lambda a: int(a.shape[1]) if a.ndim > 1 else 1, y)
 

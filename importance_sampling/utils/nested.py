@@ -5,8 +5,8 @@ from keras import tree
 
 
 def take(data, idxs):
-    """Rows `idxs` of every array in `data`."""
-    return tree.map_structure(lambda array: array[idxs], data)
+    """Rows `idxs` of every array in `data` (`None` entries stay `None`)."""
+    return tree.map_structure(lambda array: array[idxs], data, none_is_leaf=False)
 
 
 def num_samples(data):
@@ -15,7 +15,7 @@ def num_samples(data):
     Raises:
         ValueError: if the arrays disagree.
     """
-    lengths = {len(array) for array in tree.flatten(data)}
+    lengths = {len(array) for array in tree.flatten(data) if array is not None}
     if len(lengths) != 1:
         raise ValueError(
             "All input arrays must have the same number of samples. "
@@ -41,9 +41,9 @@ def map_shapes(data):
 
 def check_lengths(x, y, name):
     """Raise a `ValueError` unless `x` and `y` have as many samples."""
-    num_x = num_samples(x)
-    if num_x != len(y):
+    num_x, num_y = num_samples(x), num_samples(y)
+    if num_x != num_y:
         raise ValueError(
             f"The {name} inputs and targets must have the same number of "
-            f"samples. Received: {num_x} inputs and {len(y)} targets"
+            f"samples. Received: {num_x} inputs and {num_y} targets"
         )
