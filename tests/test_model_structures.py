@@ -8,7 +8,7 @@ from conftest import blobs, one_hot
 
 from importance_sampling.model_wrappers import OracleWrapper
 from importance_sampling.reweighting import BiasedReweightingPolicy, NoReweightingPolicy
-from importance_sampling.training import ImportanceTraining
+from importance_sampling.training import ApproximateImportanceTraining, ImportanceTraining
 
 X, LABELS = blobs(96, num_classes=3, input_dim=4)
 Y_CLASS = one_hot(LABELS, 3)
@@ -160,3 +160,14 @@ def test_targets_at_padded_steps_do_not_change_the_scores():
     np.testing.assert_allclose(wrapper.score(tokens, targets), wrapper.score(tokens, other),
                                rtol=1e-6)
     assert not np.array_equal(targets, other)
+
+
+def test_the_loss_predictor_needs_a_model_with_one_output():
+    model = two_output_model()
+    before = model.get_weights()
+    with pytest.raises(ValueError, match="one output.*2 outputs"):
+        ApproximateImportanceTraining(model, presample=48).fit(
+            X, [Y_CLASS, Y_VALUE], batch_size=16, verbose=0
+        )
+    for old, new in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(old, new)

@@ -1,6 +1,7 @@
 """Class labels of a dataset's training targets."""
 
 import numpy as np
+from keras import tree
 
 
 def class_labels(y):
@@ -12,6 +13,11 @@ def class_labels(y):
     Raises:
         ValueError: for targets that are not classes.
     """
+    if tree.is_nested(y):
+        raise ValueError(
+            "This sampler needs the class targets of a model with one output. "
+            f"Received: targets for {len(tree.flatten(y))} outputs"
+        )
     y = np.asarray(y)
     if y.ndim == 2 and y.shape[1] > 1:
         labels = y.argmax(axis=1)
