@@ -1,3 +1,5 @@
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -128,6 +130,20 @@ def test_verbose_one_shows_the_keras_progress_bar(capsys):
     assert "8/8" in shown and "loss:" in shown and "accuracy:" in shown
     ImportanceTraining(model, presample=64).fit(X, Y, batch_size=32, epochs=1, verbose=0)
     assert capsys.readouterr().out == ""
+
+
+def test_the_epoch_lines_show_the_numbers_of_the_history(capsys):
+    model = make_classifier(2, 3)
+    history = ImportanceTraining(model, presample=64).fit(
+        X, Y, batch_size=32, epochs=2, verbose=2, validation_split=0.25
+    )
+    lines = [line for line in capsys.readouterr().out.splitlines() if "val_loss" in line]
+    assert len(lines) == 2
+    for epoch, line in enumerate(lines):
+        shown = dict(re.findall(r"(\w+): ([0-9.e+-]+)", line))
+        for name in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            assert float(shown[name]) == pytest.approx(history.history[name][epoch],
+                                                       abs=5e-4)
 
 
 def test_validation_split_holds_out_the_last_samples():
