@@ -2,6 +2,7 @@
 
 import numpy as np
 
+import tensorflow as tf
 from keras import tree
 
 from importance_sampling.datasets.base import BaseDataset, as_batch
@@ -53,6 +54,7 @@ class InMemoryDataset(BaseDataset):
                 y_train = _to_categorical(y_train, num_classes)
                 y_test = None if y_test is None else _to_categorical(y_test, num_classes)
         self._data = {"train": (x_train, y_train), "test": (x_test, y_test)}
+        self._tensors = {}
 
     @classmethod
     def from_loadable(cls, loadable, categorical=True):
@@ -72,6 +74,19 @@ class InMemoryDataset(BaseDataset):
         if x is None:
             raise IndexError(f"The dataset has no {split} data.")
         return as_batch((x, y), idxs)
+
+    def _draw(self, split, count, rng):
+        """Draw from a tensor copy of the split, made at the first draw.
+
+        The drawn samples are gathered into tensors that the compiled steps
+        take as they are: converting a large freshly gathered array into a
+        tensor at every step would cost more than the gathering.
+        """
+        if split not in self._tensors:
+            self._tensors[split] = tree.map_structure(tf.convert_to_tensor, self._data[split])
+        idxs = rng.integers(0, self._size(split), size=count)
+        x, y = nested.take(self._tensors[split], idxs)
+        return idxs, x, y
 
     def _size(self, split):
         x, _ = self._data[split]

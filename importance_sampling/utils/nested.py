@@ -1,12 +1,20 @@
 """Indexing of data given as an array or a list or dict of arrays."""
 
 import numpy as np
+import tensorflow as tf
 from keras import tree
 
 
+def _rows(array, idxs):
+    """`array[idxs]`, also for a tensor indexed by an array of indices."""
+    if tf.is_tensor(array) and isinstance(idxs, (np.ndarray, list)):
+        return tf.gather(array, idxs)
+    return array[idxs]
+
+
 def take(data, idxs):
-    """Rows `idxs` of every array in `data` (`None` entries stay `None`)."""
-    return tree.map_structure(lambda array: array[idxs], data, none_is_leaf=False)
+    """Rows `idxs` of every array or tensor in `data` (`None` stays `None`)."""
+    return tree.map_structure(lambda array: _rows(array, idxs), data, none_is_leaf=False)
 
 
 def num_samples(data):
