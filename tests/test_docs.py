@@ -1,5 +1,8 @@
-"""The documentation builds strictly and every python block in it runs."""
+"""The documentation builds strictly, every python block in it runs and every
+signature it shows is the code's."""
 
+import ast
+import inspect
 import re
 import subprocess
 import sys
@@ -45,3 +48,43 @@ def test_mkdocs_builds_strictly(tmp_path):
     )
     assert process.returncode == 0, process.stderr
     assert (tmp_path / "site" / "training" / "index.html").exists()
+
+
+SIGNATURE = re.compile(r"^```text\n([\w.]+)(\(.*?\))\n```", re.DOTALL | re.MULTILINE)
+
+
+def documented_signatures():
+    """`(page, name, parameters)` of every signature block of the pages."""
+    for page in PAGES:
+        for name, parameters in SIGNATURE.findall(page.read_text(encoding="utf-8")):
+            yield page.name, name.rsplit(".", 1)[-1], parameters
+
+
+def documented_object(name):
+    from importance_sampling import datasets, training
+
+    for module in (training, datasets):
+        if hasattr(module, name):
+            return getattr(module, name)
+    return getattr(training.ImportanceTraining, name)
+
+
+def test_enough_signature_blocks_are_found():
+    assert len(list(documented_signatures())) >= 10
+
+
+@pytest.mark.parametrize("page, name, parameters", list(documented_signatures()),
+                         ids=lambda value: value if isinstance(value, str) else None)
+def test_signature_blocks_match_the_code(page, name, parameters):
+    """Each signature shown in a `text` block has the code's names and defaults."""
+    function = ast.parse(f"def {name}{parameters}: pass").body[0].args
+    shown = [arg.arg for arg in function.args]
+    defaults = [ast.literal_eval(value) for value in function.defaults]
+    shown_defaults = dict(zip(shown[len(shown) - len(defaults):], defaults))
+
+    actual = inspect.signature(documented_object(name))
+    names = [p for p in actual.parameters if p != "self"]
+    actual_defaults = {p: v.default for p, v in actual.parameters.items()
+                       if v.default is not inspect.Parameter.empty}
+    assert shown == names
+    assert shown_defaults == actual_defaults
