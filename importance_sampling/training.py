@@ -335,8 +335,9 @@ class ImportanceTraining(_BaseImportanceTraining):
     biased importance weights of `BiasedReweightingPolicy(k)`.
 
     Args:
-        model: A compiled `keras.Model` with one output; it is trained in
-            place.
+        model: A compiled `keras.Model`, trained in place. With several
+            outputs, a sample's score is its total loss (the
+            `loss_weights`-weighted sum over the outputs).
         k: Bias exponent in `(-inf, 1]`; smaller values focus more on hard
             examples, `k=1` is unbiased. Defaults to `0.5`.
         smooth: Added to every score before sampling, pulling the
@@ -349,8 +350,7 @@ class ImportanceTraining(_BaseImportanceTraining):
             Defaults to `128`.
 
     Raises:
-        ValueError: for an uncompiled model, `k > 1`, a negative `smooth` or
-            a model with several outputs.
+        ValueError: for an uncompiled model, `k > 1` or a negative `smooth`.
 
     References:
         - [Katharopoulos & Fleuret, 2017](https://arxiv.org/abs/1706.00043)
