@@ -33,7 +33,10 @@ cross-entropy, accuracy metric. Median milliseconds per optimizer step after
 warm-up, including the sampling and the loop. "Arithmetic" is what an
 importance-sampling step cannot avoid: one compiled forward pass over the
 presample (per-sample losses, inference mode) plus one bare compiled weighted
-train step (no metrics, data already in tensors). Trace counts are those of
+train step (no metrics). Both are timed on tensors made beforehand, each call
+on another random draw from the data, as in training: timing repeated calls
+on one tensor would find it in the CPU caches and understate the cost (by
+about half for 1024 MLP inputs). Trace counts are those of
 the library's compiled score and train functions after the first round and at
 the end (a round is one `fit` call; `model.fit`'s own function is not
 exposed, hence "n/a"). Peak RSS: each variant trains 50 steps in a fresh
@@ -50,28 +53,28 @@ _FINDINGS = """
   costs {arithmetic_256:.2f} times a `model.fit` step (MLP; a forward pass over
   256 samples costs {forward_share:.0f} % of a bare train step of 128), which
   leaves {budget_256:.1f} ms under the 1.15 target for everything else; our
-  step spends {overhead_256:.1f} ms above its arithmetic. Timed separately, that
-  is roughly: 0.4 ms for scoring in two forward batches of 128 from a NumPy
-  presample instead of one batch from a tensor, 0.5 ms to draw the
-  presample, the batch and its weights on the host, and 1 ms for the step's
-  metrics, the input conversions and the call; we could not attribute the
-  rest.
+  step spends {overhead_256:.1f} ms above its arithmetic: two compiled calls
+  instead of one (about 0.2 ms each to dispatch), four gathers of the
+  presample and the batch, the host-side draw and weights, the step's
+  metrics, and scoring in forward batches of 128 inside the graph.
 - **Presample 1024 against its arithmetic.** The presample is scored in one
   compiled call, which loops over the forward batches of 128 inside the
-  graph, and the weighted step is one more call. What remains above the
-  arithmetic ({overhead_1024:.1f} ms for the MLP) is the gather and the copy of
-  1024 rows from the NumPy arrays, eight forward batches instead of one
-  forward pass of 1024, the host-side sampling and, as above, the step's
-  metrics and conversions. Removing the copies would
-  need the dataset resident in a tensor and the draw inside the graph.
+  graph, and the weighted step is one more call. Draws of 1 MiB or more
+  (here the presample of 1024) are gathered into tensors from a tensor copy
+  of the in-memory training data, because converting a freshly gathered
+  1024-row NumPy array into a tensor cost about 3 ms a step. What remains above the arithmetic
+  ({overhead_1024:.1f} ms for the MLP) is eight forward batches instead of one
+  forward pass of 1024, the host-side sampling and, as above, the second
+  call, the gathers and the step's metrics. Removing it would need one
+  compiled function that draws the presample and the batch inside the graph.
 - **Our uniform loop** is `model.fit`'s step plus drawing indices and
   gathering a batch on the host; repeated runs put its ratio between about
   0.95 and 1.15 depending on the machine's load.
 - **No retracing**: the score and train functions are traced once, in the
   first round, and never again.
-- **Memory**: training reads its batches from the user's arrays and holds
-  no copy of the dataset, so its peak stays at or below `model.fit`'s (whose
-  input pipeline copies the arrays).
+- **Memory**: with presamples of 1 MiB or more, training holds one tensor
+  copy of the in-memory training data to gather them from; `model.fit`'s
+  input pipeline copies the arrays too.
 - **XLA**: with `model.compile(..., jit_compile=True)` the library compiles
   its weighted train step with XLA, as `model.fit` does its own; the
   presample forward stays a plain graph, because XLA made it slower here.
