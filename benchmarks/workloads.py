@@ -5,6 +5,7 @@ import sys
 import keras
 import numpy as np
 
+from importance_sampling.fused_step import FusedSampling
 from importance_sampling.samplers import UniformSampler
 from importance_sampling.training import (
     ApproximateImportanceTraining,
@@ -33,6 +34,9 @@ class UniformTraining(_BaseImportanceTraining):
 
     def _make_sampler(self, dataset):
         return UniformSampler(dataset, self.reweighting)
+
+    def _fused_sampling(self):
+        return FusedSampling(presample=None)
 
 
 def sample_shape(name):
@@ -114,4 +118,4 @@ def trace_counts(trainer):
         function = getattr(trainer, "train_function", None)
         count = getattr(function, "experimental_get_tracing_count", None)
         return {"train": count()} if count else {}
-    return dict(trainer.wrapper.trace_counts)
+    return dict(trainer.trace_counts)

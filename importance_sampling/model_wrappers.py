@@ -54,6 +54,18 @@ def _per_sample_error(y_true, y_pred):
     return errors
 
 
+def announce_step(logs, scores):
+    """Send a train step's outputs on `is.training`, as host values.
+
+    Returns:
+        A tuple `(logs, scores)`: a dict of floats and a NumPy array.
+    """
+    logs = {name: float(value) for name, value in logs.items()}
+    scores = np.asarray(scores)
+    signals.training.send({"loss": logs["loss"], "metrics": logs, "scores": scores})
+    return logs, scores
+
+
 class _EvaluationSignals(keras.callbacks.Callback):
     """Announce every validation batch on `is.evaluate_batch`."""
 
@@ -311,9 +323,7 @@ class OracleWrapper:
             x, y, w, np.asarray(metric_weights, "float32"),
             np.asarray(sample_weight, "float32"),
         )
-        logs = {name: float(value) for name, value in logs.items()}
-        scores = np.asarray(scores)
-        signals.training.send({"loss": logs["loss"], "metrics": logs, "scores": scores})
+        logs, scores = announce_step(logs, scores)
         return logs["loss"], logs, scores
 
     def evaluate(self, x, y=None, batch_size=128, steps=None, callbacks=None):

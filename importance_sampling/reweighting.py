@@ -95,11 +95,16 @@ class BiasedReweightingPolicy(ReweightingPolicy):
         self.k = _check_k(k)
 
     def sample_weights(self, positions, scores):
-        scores = np.asarray(scores, dtype="float64")
-        chosen = scores[positions]
-        unbiased = scores.mean() / chosen
-        weights = _biased_weights(unbiased, chosen, self.k, np)
+        weights = self.draw_weights(positions, np.asarray(scores, dtype="float64"), np)
         return np.asarray(weights, dtype="float32")[:, None]
+
+    def draw_weights(self, positions, scores, xp):
+        """The weights of `sample_weights()` as a vector, in namespace `xp`.
+
+        `xp` is `numpy` on the host or `keras.ops` inside a compiled step.
+        """
+        chosen = xp.take(scores, positions)
+        return _biased_weights(xp.mean(scores) / chosen, chosen, self.k, xp)
 
 
 class AdjustedBiasedReweightingPolicy(ReweightingPolicy):
@@ -159,7 +164,9 @@ class CorrectingReweightingPolicy(ReweightingPolicy):
         return ops.stop_gradient(weights[:, 0] * correction)
 
 
-def unbiased_weights(positions, scores):
-    """`1 / (B p_i)` for the drawn items: weights of an unbiased estimate."""
-    scores = np.asarray(scores, dtype="float64")
-    return np.asarray(scores.mean() / scores[positions], dtype="float32")
+def unbiased_weights(positions, scores, xp=np):
+    """`1 / (B p_i)` for the drawn items: weights of an unbiased estimate.
+
+    `xp` is `numpy` (the default) or `keras.ops` inside a compiled step.
+    """
+    return xp.mean(scores) / xp.take(scores, positions)

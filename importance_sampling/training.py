@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from importance_sampling.datasets import GeneratorDataset, InMemoryDataset
+from importance_sampling.fused_step import FusedSampling, FusedStep, can_fuse
 from importance_sampling.model_wrappers import OracleWrapper, _EvaluationSignals
 from importance_sampling.reweighting import BiasedReweightingPolicy
 from importance_sampling.samplers import (
@@ -130,9 +131,52 @@ class _BaseImportanceTraining:
         self.adaptive_smoothing = bool(adaptive_smoothing)
         self.presample = presample
         self.wrapper = OracleWrapper(model, self.reweighting)
+        self._fused_step = None
 
     def _make_sampler(self, dataset):
         raise NotImplementedError
+
+    def _fused_sampling(self):
+        """The `FusedSampling` that draws as `_make_sampler` does, or `None`."""
+        return None
+
+    def _step_function(self, dataset, batch_size, sample_weight):
+        """A function that takes one training step and returns its logs.
+
+        Data held in memory are trained on with a `FusedStep` when the
+        sampling allows it; otherwise the sampler draws on the host.
+        """
+        sampling = self._fused_sampling()
+        if sampling is not None and can_fuse(dataset):
+            if self._fused_step is None:
+                self._fused_step = FusedStep(self.wrapper, sampling)
+            self._fused_step.start(
+                dataset.tensors(), sample_weight, seed=np.random.randint(2**31 - 1)
+            )
+            return lambda: self._fused_step(batch_size)
+
+        sampler = self._make_sampler(dataset)
+
+        def host_step():
+            batch = sampler.sample(batch_size)
+            _, logs, scores = self.wrapper.train_batch(
+                batch.x, batch.y, batch.weights, batch.metric_weights,
+                None if sample_weight is None else sample_weight[batch.idxs],
+            )
+            sampler.update(batch.idxs, scores)
+            return logs
+
+        return host_step
+
+    @property
+    def trace_counts(self):
+        """Number of traces of each compiled function, by name.
+
+        `score` and `train` are the host path's scoring and train step,
+        `fused` the step that does both (see `FusedStep`).
+        """
+        fused = 0 if self._fused_step is None else self._fused_step.trace_count
+        return {**self.wrapper.trace_counts, "fused": fused}
 
     def _check_batch_size(self, dataset, batch_size):
         _check_positive_int("batch_size", batch_size)
@@ -272,7 +316,7 @@ class _BaseImportanceTraining:
         if steps_per_epoch is None:
             steps_per_epoch = _default_steps_per_epoch(dataset, batch_size)
         _check_positive_int("steps_per_epoch", steps_per_epoch)
-        sampler = self._make_sampler(dataset)
+        step = self._step_function(dataset, batch_size, sample_weight)
         callback_list = keras.callbacks.CallbackList(
             list(callbacks or []) + [_EvaluationSignals()],
             add_history=True,
@@ -285,13 +329,12 @@ class _BaseImportanceTraining:
         history = next(
             c for c in callback_list.callbacks if isinstance(c, keras.callbacks.History)
         )
-        self._run(dataset, sampler, callback_list, steps_per_epoch, batch_size,
-                  epochs, sample_weight)
+        self._run(dataset, step, callback_list, steps_per_epoch, batch_size, epochs)
         return history
 
-    def _run(self, dataset, sampler, callbacks, steps_per_epoch, batch_size,
-             epochs, sample_weight):
-        """The loop: draw a batch, take a weighted step, feed the scores back."""
+    def _run(self, dataset, step_function, callbacks, steps_per_epoch, batch_size,
+             epochs):
+        """The loop of epochs of steps, with the callbacks and validation."""
         model = self.model
         evaluation = dataset.evaluation_arguments()
         model.stop_training = False
@@ -305,12 +348,7 @@ class _BaseImportanceTraining:
             logs = {}
             for step in range(steps_per_epoch):
                 callbacks.on_train_batch_begin(step)
-                batch = sampler.sample(batch_size)
-                _, logs, scores = self.wrapper.train_batch(
-                    batch.x, batch.y, batch.weights, batch.metric_weights,
-                    None if sample_weight is None else sample_weight[batch.idxs],
-                )
-                sampler.update(batch.idxs, scores)
+                logs = step_function()
                 callbacks.on_train_batch_end(step, logs)
                 if model.stop_training:
                     break
@@ -377,6 +415,12 @@ class ImportanceTraining(_BaseImportanceTraining):
             forward_batch_size=self.forward_batch_size,
         )
         return _smoothed(sampler, self.smooth, self.adaptive_smoothing)
+
+    def _fused_sampling(self):
+        # The adaptive smoothing keeps a moving average on the host.
+        if self.adaptive_smoothing and self.smooth > 0:
+            return None
+        return FusedSampling(self.presample, self.forward_batch_size, self.smooth)
 
 
 class ApproximateImportanceTraining(_BaseImportanceTraining):

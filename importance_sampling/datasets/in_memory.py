@@ -93,11 +93,15 @@ class InMemoryDataset(BaseDataset):
         data = self._data[split]
         sample_bytes = sum(a[:1].nbytes for a in tree.flatten(data))
         if count * sample_bytes >= TENSOR_DRAW_BYTES:
-            if split not in self._tensors:
-                self._tensors[split] = tree.map_structure(tf.convert_to_tensor, data)
-            data = self._tensors[split]
+            data = self.tensors(split)
         x, y = nested.take(data, idxs)
         return idxs, x, y
+
+    def tensors(self, split="train"):
+        """The split `(x, y)` as tensors: a copy of its arrays, made once."""
+        if split not in self._tensors:
+            self._tensors[split] = tree.map_structure(tf.convert_to_tensor, self._data[split])
+        return self._tensors[split]
 
     def _size(self, split):
         x, _ = self._data[split]

@@ -60,14 +60,19 @@ def sampling_scores(scores):
     scores = np.asarray(scores, dtype="float64")
     if np.all(np.isfinite(scores)) and np.all(scores >= 0) and scores.sum() > 0:
         return scores
+    warn_uniform_fallback(stacklevel=3)
+    return None
+
+
+def warn_uniform_fallback(stacklevel=2):
+    """Warn that a step's batch is drawn uniformly, its scores being unusable."""
     warnings.warn(
         "The importance scores of this step are not usable as sampling "
         "probabilities (NaN, infinite, negative or all zero); the batch is "
         "sampled uniformly instead.",
         RuntimeWarning,
-        stacklevel=3,
+        stacklevel=stacklevel + 1,
     )
-    return None
 
 
 class BaseSampler:
@@ -120,7 +125,7 @@ class BaseSampler:
         else:
             positions = self.rng.choice(count, size=batch_size, p=scores / scores.sum())
             weights = self.reweighting.sample_weights(positions, scores)
-            metric_weights = unbiased_weights(positions, scores)
+            metric_weights = unbiased_weights(positions, scores).astype("float32")
             chosen_scores = np.asarray(found.scores)[positions]
         idxs = np.asarray(found.idxs)[positions]
         if found.x is None:

@@ -6,8 +6,8 @@ from keras import tree
 
 
 def _rows(array, idxs):
-    """`array[idxs]`, also for a tensor indexed by an array of indices."""
-    if tf.is_tensor(array) and isinstance(idxs, (np.ndarray, list)):
+    """`array[idxs]`, also for a tensor indexed by an array or a tensor of indices."""
+    if tf.is_tensor(array) and (isinstance(idxs, (np.ndarray, list)) or tf.is_tensor(idxs)):
         return tf.gather(array, idxs)
     return array[idxs]
 
