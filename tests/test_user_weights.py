@@ -1,11 +1,9 @@
 """`class_weight` and `sample_weight`: a sampled item weighs its importance
 weight times its user weight."""
 
-import keras
 import numpy as np
 import pytest
-import tensorflow as tf
-from conftest import blobs, make_classifier
+from conftest import blobs, expected_sgd_step, sgd_classifier
 
 from importance_sampling import signals
 from importance_sampling.model_wrappers import OracleWrapper
@@ -14,24 +12,6 @@ from importance_sampling.training import ImportanceTraining
 from importance_sampling.utils.weights import user_sample_weights
 
 X, LABELS = blobs(64, num_classes=3)
-
-
-def sgd_classifier(learning_rate=0.5):
-    model = make_classifier(2, 3, loss="sparse_categorical_crossentropy")
-    model.compile(keras.optimizers.SGD(learning_rate), "sparse_categorical_crossentropy",
-                  metrics=["accuracy"], weighted_metrics=["accuracy"])
-    return model
-
-
-def expected_sgd_step(model, x, y, step_weights, learning_rate):
-    """The weights after one SGD step on `mean(step_weights * loss)`."""
-    with tf.GradientTape() as tape:
-        per_sample = keras.losses.sparse_categorical_crossentropy(y, model(x, training=True))
-        loss = tf.reduce_mean(step_weights * per_sample)
-    grads = tape.gradient(loss, model.trainable_variables)
-    after = [v.numpy() - learning_rate * g.numpy()
-             for v, g in zip(model.trainable_variables, grads)]
-    return float(loss), after
 
 
 def test_one_fit_step_weighs_each_item_by_importance_times_user_weight():
