@@ -110,9 +110,7 @@ class FusedStep:
         self.sampling = sampling
         self._generator = tf.random.Generator.from_seed(0)
         self._data = None
-        self._function = tf.function(
-            self._step, jit_compile=bool(getattr(wrapper.model, "jit_compile", False))
-        )
+        self._function = tf.function(self._step)
 
     def start(self, data, sample_weight, seed):
         """Train on new data from now on.
@@ -144,36 +142,40 @@ class FusedStep:
         Returns:
             A `Draw`.
         """
-        count = ops.shape(sample_weight)[0]
         presample = self.sampling.presample
+        size = batch_size if presample is None else presample
+        # The data stay in host memory; only the candidates move on.
+        with tf.device("CPU:0"):
+            candidates = self._generator.uniform(
+                [size], 0, ops.shape(sample_weight)[0], "int32"
+            )
+            x_c, y_c, weight_c = nested.take((x, y, sample_weight), candidates)
         if presample is None:
-            candidates = self._generator.uniform([batch_size], 0, count, "int32")
-            scores, usable = ops.ones([batch_size]), tf.constant(True)
-            positions = ops.arange(batch_size)
-            weights = metric_weights = ops.ones([batch_size])
-        else:
-            candidates = self._generator.uniform([presample], 0, count, "int32")
-            x_c, y_c = nested.take((x, y), candidates)
-            scores = self.wrapper._score_step(
-                x_c, y_c, self.sampling.forward_batch_size
-            ) + self.sampling.smooth
-            usable = ops.logical_and(
-                ops.all(ops.isfinite(scores)) & ops.all(scores >= 0), ops.sum(scores) > 0
-            )
-            scores = ops.where(usable, scores, ops.ones_like(scores))
-            positions = _proportional_positions(
-                scores, batch_size, self._generator.uniform([batch_size])
-            )
-            weights = self.wrapper.reweighting.draw_weights(positions, scores, ops)
-            metric_weights = unbiased_weights(positions, scores, ops)
-        idxs = ops.take(candidates, positions)
-        x_b, y_b, sample_weight_b = nested.take((x, y, sample_weight), idxs)
-        return Draw(idxs, x_b, y_b, weights, metric_weights, sample_weight_b,
-                    candidates, scores, positions, usable)
+            ones = ops.ones([batch_size])
+            return Draw(candidates, x_c, y_c, ones, ones, weight_c, candidates,
+                        ones, ops.arange(batch_size), tf.constant(True))
+        scores = self.wrapper._score_step(
+            x_c, y_c, self.sampling.forward_batch_size
+        ) + self.sampling.smooth
+        usable = ops.logical_and(
+            ops.all(ops.isfinite(scores)) & ops.all(scores >= 0), ops.sum(scores) > 0
+        )
+        scores = ops.where(usable, scores, ops.ones_like(scores))
+        positions = _proportional_positions(
+            scores, batch_size, self._generator.uniform([batch_size])
+        )
+        x_b, y_b, weight_b = nested.take((x_c, y_c, weight_c), positions)
+        return Draw(
+            ops.take(candidates, positions), x_b, y_b,
+            self.wrapper.reweighting.draw_weights(positions, scores, ops),
+            unbiased_weights(positions, scores, ops), weight_b,
+            candidates, scores, positions, usable,
+        )
 
     def _step(self, x, y, sample_weight, batch_size):
         drawn = self.draw(x, y, sample_weight, batch_size)
-        logs, scores = self.wrapper._train_step(
+        # The wrapper's compiled train step, with XLA when the model has it.
+        logs, scores = self.wrapper._train_function(
             drawn.x, drawn.y, drawn.weights[:, None], drawn.metric_weights,
             drawn.sample_weight,
         )

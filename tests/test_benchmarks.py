@@ -14,7 +14,7 @@ def test_quick_per_step_run_writes_json_and_a_markdown_table(tmp_path, capsys):
     assert {"arithmetic_256", "arithmetic_1024"} <= set(speed["step_ms"])
     assert set(speed["ratio"]) == {"uniform", "importance_256", "importance_1024_arithmetic"}
     assert speed["trace_counts"]["first_round"]["importance_256"] == {
-        "fused": 1, "score": 0, "train": 0}
+        "fused": 1, "score": 0, "train": 1}
     assert results["machine"]["cpu_count"] >= 1
     table = capsys.readouterr().out
     assert "| variant | ms / step |" in table and "| target | limit |" in table

@@ -16,7 +16,6 @@ import tarfile
 import urllib.error
 from pathlib import Path
 
-import keras
 import numpy as np
 import pytest
 from keras.src.backend import config as keras_config

@@ -98,9 +98,16 @@ class InMemoryDataset(BaseDataset):
         return idxs, x, y
 
     def tensors(self, split="train"):
-        """The split `(x, y)` as tensors: a copy of its arrays, made once."""
+        """The split `(x, y)` as tensors: a copy of its arrays, made once.
+
+        The tensors are kept in host memory, as `keras.Model.fit` keeps the
+        arrays, so that data larger than an accelerator's memory still fit.
+        """
         if split not in self._tensors:
-            self._tensors[split] = tree.map_structure(tf.convert_to_tensor, self._data[split])
+            with tf.device("CPU:0"):
+                self._tensors[split] = tree.map_structure(
+                    tf.convert_to_tensor, self._data[split]
+                )
         return self._tensors[split]
 
     def _size(self, split):
