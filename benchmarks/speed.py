@@ -155,7 +155,8 @@ def measure(model_name, num_samples=60000, rounds=5, steps=30, batch_size=128,
     }
     times = {name: [] for name in interleaved}
     times.update({f"{part}_{p}": [] for p in arithmetic for part in ("forward", "step")})
-    ratios = {"uniform": [], "importance_256": [], "importance_1024_arithmetic": []}
+    ratios = {"uniform": [], "importance_256": [], "importance_256_arithmetic": [],
+              "importance_1024_arithmetic": []}
     traces = {}
     for round_ in range(rounds):
         for variant, trainer in trainers.items():
@@ -168,9 +169,11 @@ def measure(model_name, num_samples=60000, rounds=5, steps=30, batch_size=128,
         latest = {name: float(np.median(t[-1])) for name, t in times.items()}
         ratios["uniform"].append(latest["uniform"] / latest["fit"])
         ratios["importance_256"].append(latest["importance_256"] / latest["fit"])
-        ratios["importance_1024_arithmetic"].append(
-            latest["importance_1024"] / (latest["forward_1024"] + latest["step_1024"])
-        )
+        for presample in arithmetic:
+            ratios[f"importance_{presample}_arithmetic"].append(
+                latest[f"importance_{presample}"]
+                / (latest[f"forward_{presample}"] + latest[f"step_{presample}"])
+            )
     traces["last_round"] = {v: workloads.trace_counts(t) for v, t in trainers.items()}
 
     # Its sampler lives for one `fit` call: a first epoch covers the uniform

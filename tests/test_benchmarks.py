@@ -2,7 +2,7 @@
 
 import json
 
-from benchmarks import run, workloads
+from benchmarks import page, run, workloads
 
 
 def test_quick_per_step_run_writes_json_and_a_markdown_table(tmp_path, capsys):
@@ -12,12 +12,16 @@ def test_quick_per_step_run_writes_json_and_a_markdown_table(tmp_path, capsys):
     speed = results["mlp"]["speed"]
     assert set(workloads.VARIANTS) <= set(speed["step_ms"])
     assert {"arithmetic_256", "arithmetic_1024"} <= set(speed["step_ms"])
-    assert set(speed["ratio"]) == {"uniform", "importance_256", "importance_1024_arithmetic"}
+    assert set(speed["ratio"]) == {"uniform", "importance_256", "importance_256_arithmetic",
+                                   "importance_1024_arithmetic"}
     assert speed["trace_counts"]["first_round"]["importance_256"] == {
         "fused": 1, "score": 0, "train": 1}
     assert results["machine"]["cpu_count"] >= 1
     table = capsys.readouterr().out
     assert "| variant | ms / step |" in table and "| target | limit |" in table
+    text = page.render(results, run.versions(), table, "XLA TABLE", "ACCURACY TABLE")
+    uniform = f"loop costs {speed['ratio']['uniform']:.2f} times a `model.fit` step"
+    assert uniform in text and "XLA TABLE" in text and "ACCURACY TABLE" in text
 
 
 def test_accuracy_table_lists_both_methods_per_dataset():
