@@ -370,7 +370,9 @@ class ImportanceTraining(_BaseImportanceTraining):
     For every batch, `presample` samples are drawn uniformly and their loss is
     computed with a forward pass of the model; the batch is then drawn from
     them in proportion to their loss, and the step is weighted with the
-    biased importance weights of `BiasedReweightingPolicy(k)`.
+    biased importance weights of `BiasedReweightingPolicy(k)`. On arrays
+    (without adaptive smoothing) all of it runs as one compiled call per
+    step, a `FusedStep`.
 
     Args:
         model: A compiled `keras.Model`, trained in place. With several
