@@ -2,7 +2,11 @@
 
 import datetime
 
+from benchmarks import workloads
+from benchmarks.report import TARGETS
+
 COMMAND = "python benchmarks/run.py --docs docs/benchmarks.md"
+TARGET_256 = dict((name, limit) for name, limit, _ in TARGETS)["importance_256"]
 
 _INTRO = """# Benchmarks
 
@@ -62,15 +66,12 @@ _FINDINGS = """
   `ApproximateImportanceTraining`, adaptive smoothing, and for training
   while a receiver listens to `is.sample` or `is.score`.
 - **Presample 256 against `model.fit`.** An importance-sampling step costs
-  a uniform step plus a forward pass over the presample. Here our uniform
-  loop costs {uniform:.2f} times a `model.fit` step and presample 256 costs
-  {ratio_256_arithmetic:.2f} times its arithmetic. The arithmetic alone costs
-  {arithmetic_256:.2f} times a `model.fit` step, because on this machine
-  `model.fit`'s step costs only {fit_over_step:.2f} times the bare train step
-  while the forward pass over 256 samples costs {forward_share:.0f} % of it.
-  The 1.15 target assumed a `model.fit` step of about 1.5 times the bare
-  step (13.5 ms against 8.8 ms); with the step's own overhead this small, no
-  loop that scores the presample can meet it.
+  a uniform step plus a forward pass over the presample, and our uniform
+  loop costs {uniform:.2f} times a `model.fit` step (MLP). The 1.15 target
+  assumed a `model.fit` step of about 1.5 times the bare train step
+  (13.5 ms against 8.8 ms); here it is {fit_over_step:.2f} times (MLP), while
+  a forward pass over 256 samples costs {forward_share:.0f} % of the bare
+  step. {headroom}
 - **Presample 1024 against its arithmetic.** What remains above the
   arithmetic ({overhead_1024:.1f} ms for the MLP) is gathering the presample
   from memory, scoring it in eight forward batches of 128 instead of one
@@ -111,6 +112,20 @@ a single run.
 """
 
 
+def _headroom(model_name, speed):
+    """What the presample-256 target leaves to the loop of one model."""
+    step_ms = speed["step_ms"]
+    arithmetic = step_ms["arithmetic_256"] / step_ms["fit"]
+    added = 100 * (speed["ratio"]["importance_256_arithmetic"] - 1)
+    if arithmetic >= TARGET_256:
+        return (f"For the {model_name.upper()}, the arithmetic alone costs {arithmetic:.2f} "
+                f"times a `model.fit` step, above the target; our loop adds "
+                f"{added:.0f} % to it.")
+    return (f"For the {model_name.upper()}, the arithmetic costs {arithmetic:.2f} times a "
+            f"`model.fit` step, which leaves {100 * (TARGET_256 / arithmetic - 1):.0f} % "
+            f"above it for the loop; ours adds {added:.0f} %.")
+
+
 def render(results, versions, per_step_markdown, xla_markdown, accuracy_markdown):
     """The whole page, as a string.
 
@@ -127,10 +142,12 @@ def render(results, versions, per_step_markdown, xla_markdown, accuracy_markdown
     step_ms = speed["step_ms"]
     findings = _FINDINGS.format(
         uniform=speed["ratio"]["uniform"],
-        ratio_256_arithmetic=speed["ratio"]["importance_256_arithmetic"],
-        arithmetic_256=step_ms["arithmetic_256"] / step_ms["fit"],
         fit_over_step=step_ms["fit"] / step_ms["step_256"],
         forward_share=100 * step_ms["forward_256"] / step_ms["step_256"],
+        headroom=" ".join(
+            _headroom(name, results[name]["speed"])
+            for name in workloads.MODELS if name in results
+        ),
         overhead_1024=step_ms["importance_1024"] - step_ms["arithmetic_1024"],
     )
     intro = _INTRO.format(

@@ -108,33 +108,37 @@ class FusedStep:
     def __init__(self, wrapper, sampling):
         self.wrapper = wrapper
         self.sampling = sampling
-        self._generator = tf.random.Generator.from_seed(0)
-        self._data = None
+        with tf.device("CPU:0"):
+            self._generator = tf.random.Generator.from_seed(0)
         self._function = tf.function(self._step)
 
     def start(self, data, sample_weight, seed):
-        """Train on new data from now on.
+        """Start training on `data`.
 
         Args:
             data: The training split `(x, y)` as tensors.
             sample_weight: The user's weight of every training sample, or
                 `None`.
             seed: Seed of the draws.
+
+        Returns:
+            A function of the batch size that takes one step and returns
+            its logs. The data are released with it.
         """
-        count = nested.num_samples(data)
         if sample_weight is None:
-            sample_weight = tf.ones([count])
-        self._data = (*data, tf.convert_to_tensor(sample_weight, "float32"))
+            sample_weight = tf.ones([nested.num_samples(data)])
+        inputs = (*data, tf.convert_to_tensor(sample_weight, "float32"))
         self._generator.reset_from_seed(seed)
         self.wrapper._build(*nested.take(data, slice(0, 1)))
 
-    def __call__(self, batch_size):
-        """Take one step on a batch of `batch_size` items; return the logs."""
-        logs, scores, usable = self._function(*self._data, batch_size)
-        if not usable:
-            warn_uniform_fallback()
-        logs, _ = announce_step(logs, scores)
-        return logs
+        def take_step(batch_size):
+            logs, scores, usable = self._function(*inputs, batch_size)
+            if not usable:
+                warn_uniform_fallback()
+            logs, _ = announce_step(logs, scores)
+            return logs
+
+        return take_step
 
     def draw(self, x, y, sample_weight, batch_size):
         """Draw a batch from the training data; traceable.

@@ -9,6 +9,7 @@ model.evaluate(x_test, y_test)  # the model was trained in place
 ```
 """
 
+import functools
 import warnings
 
 import keras
@@ -150,10 +151,10 @@ class _BaseImportanceTraining:
         if sampling is not None and can_fuse(dataset):
             if self._fused_step is None:
                 self._fused_step = FusedStep(self.wrapper, sampling)
-            self._fused_step.start(
+            take_step = self._fused_step.start(
                 dataset.tensors(), sample_weight, seed=np.random.randint(2**31 - 1)
             )
-            return lambda: self._fused_step(batch_size)
+            return functools.partial(take_step, batch_size)
 
         sampler = self._make_sampler(dataset)
 
@@ -172,8 +173,9 @@ class _BaseImportanceTraining:
     def trace_counts(self):
         """Number of traces of each compiled function, by name.
 
-        `score` and `train` are the host path's scoring and train step,
-        `fused` the step that does both (see `FusedStep`).
+        `fused` is the whole step on data held in memory (see `FusedStep`),
+        `train` the weighted train step (which `fused` calls) and `score`
+        the host path's scoring of the candidates.
         """
         fused = 0 if self._fused_step is None else self._fused_step.trace_count
         return {**self.wrapper.trace_counts, "fused": fused}

@@ -30,22 +30,24 @@ def test_positions_are_drawn_in_proportion_to_the_scores():
     assert statistic < chi_square_upper_quantile(len(expected) - 1, 0.001)
 
 
-def fused_step(model, presample=64, k=0.5, smooth=0.0, sample_weight=None, seed=5):
-    """A `FusedStep` of `ImportanceTraining`'s sampling, started on X, LABELS."""
+def fused_step(model, presample=64, k=0.5, smooth=0.0):
+    """A `FusedStep` of `ImportanceTraining`'s sampling."""
     wrapper = OracleWrapper(model, BiasedReweightingPolicy(k))
-    step = FusedStep(wrapper, FusedSampling(presample, 16, smooth))
-    step.start((tf.constant(X), tf.constant(LABELS)), sample_weight, seed)
-    return step
+    return FusedStep(wrapper, FusedSampling(presample, 16, smooth))
+
+
+DATA = (tf.constant(X), tf.constant(LABELS))
 
 
 def test_a_draw_applies_the_host_formulas_to_the_scored_candidates():
     model = sgd_classifier()
     user = np.linspace(0.5, 2.0, len(X)).astype("float32")
-    step = fused_step(model, k=0.5, smooth=0.25, sample_weight=user)
+    step = fused_step(model, k=0.5, smooth=0.25)
+    step.start(DATA, user, seed=5)
     losses = keras.losses.sparse_categorical_crossentropy(
         LABELS, model.predict(X, verbose=0)).numpy()
 
-    drawn = step.draw(*step._data, 32)
+    drawn = step.draw(*DATA, tf.constant(user), 32)
 
     candidates, positions = drawn.candidates.numpy(), drawn.positions.numpy()
     scores = drawn.scores.numpy()
@@ -66,14 +68,15 @@ def test_a_draw_applies_the_host_formulas_to_the_scored_candidates():
 def test_one_fused_step_is_the_weighted_sgd_step_of_its_draw():
     model = sgd_classifier()
     user = np.where(LABELS == 2, 3.0, 0.5).astype("float32")
-    step = fused_step(model, sample_weight=user, seed=11)
-    drawn = step.draw(*step._data, 16)
+    step = fused_step(model)
+    step.start(DATA, user, seed=11)
+    drawn = step.draw(*DATA, tf.constant(user), 16)
     initial = model.get_weights()
     loss, expected = expected_sgd_step(
         model, drawn.x, drawn.y, drawn.weights * drawn.sample_weight, 0.5)
 
-    step.start((tf.constant(X), tf.constant(LABELS)), user, seed=11)  # the same draw
-    logs = step(16)
+    take_step = step.start(DATA, user, seed=11)  # the same draw again
+    logs = take_step(16)
 
     assert logs["loss"] == pytest.approx(loss, rel=1e-5)
     for new, before, want in zip(model.get_weights(), initial, expected):
