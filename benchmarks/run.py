@@ -13,6 +13,7 @@ added in quick mode).
 """
 
 import argparse
+import datetime
 import json
 import os
 import platform
@@ -48,7 +49,6 @@ def machine():
 def per_step(models, mode, with_memory=True, jit_compile=False):
     """Run the per-step benchmark; return `(results, markdown)`."""
     results = {"machine": machine(), "mode": mode, "jit_compile": jit_compile}
-    tables = []
     for name in models:
         num_samples, rounds, steps, memory_samples = SETTINGS[mode][name]
         result = {"speed": speed.measure(
@@ -61,9 +61,16 @@ def per_step(models, mode, with_memory=True, jit_compile=False):
                 steps=50 if mode == "full" else 5,
             )
         results[name] = result
-        tables.append(report.speed_table(name, result["speed"], result.get("memory")))
     results["machine"]["load_average_end"] = os.getloadavg()
-    return results, "\n\n".join(tables)
+    return results, speed_tables(results)
+
+
+def speed_tables(results):
+    """The per-step tables of the models in `results`."""
+    return "\n\n".join(
+        report.speed_table(name, results[name]["speed"], results[name].get("memory"))
+        for name in workloads.MODELS if name in results
+    )
 
 
 def time_to_accuracy(datasets, mode):
@@ -82,20 +89,33 @@ def versions():
 
 def write_json(results, path):
     results["versions"] = versions()
+    results["date"] = datetime.date.today().isoformat()
     path.write_text(json.dumps(results, indent=2) + "\n")
 
 
-def write_page(path, mode):
-    """Run every benchmark and write the page `path` (and the JSON files)."""
+# The JSON files behind the page, next to this file.
+PAGE_FILES = ("results.json", "results_xla.json", "accuracy.json")
+
+
+def write_page(path, mode, measure=True):
+    """Write the page `path` from new measurements (and their JSON files), or
+    from the JSON files of the last measurements when `measure` is false."""
     here = Path(__file__).parent
-    results, per_step_markdown = per_step(list(workloads.MODELS), mode)
-    write_json(results, here / "results.json")
-    xla, xla_markdown = per_step(["mlp"], mode, with_memory=False, jit_compile=True)
-    write_json(xla, here / "results_xla.json")
-    accuracy_results, accuracy_markdown = time_to_accuracy(list(accuracy.DATASETS), mode)
-    write_json(accuracy_results, here / "accuracy.json")
-    path.write_text(page.render(results, versions(), per_step_markdown,
-                                xla_markdown, accuracy_markdown))
+    if measure:
+        measured = (
+            per_step(list(workloads.MODELS), mode)[0],
+            per_step(["mlp"], mode, with_memory=False, jit_compile=True)[0],
+            time_to_accuracy(list(accuracy.DATASETS), mode)[0],
+        )
+        for results, name in zip(measured, PAGE_FILES):
+            write_json(results, here / name)
+    results, xla, accuracy_results = (
+        json.loads((here / name).read_text()) for name in PAGE_FILES
+    )
+    path.write_text(page.render(
+        results, results["versions"], speed_tables(results), speed_tables(xla),
+        report.accuracy_table(accuracy_results["datasets"]),
+    ))
     print(f"Wrote {path}")
 
 
@@ -115,6 +135,9 @@ def main(argv=None):
     parser.add_argument("--output", type=Path, help="where to write the JSON results")
     parser.add_argument("--docs", type=Path, metavar="PAGE",
                         help="run every benchmark and write the markdown page PAGE")
+    parser.add_argument("--from-json", action="store_true",
+                        help="with --docs: write the page from the JSON files of "
+                             "the last run, without measuring")
     parser.add_argument("--memory-child", choices=workloads.VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--samples", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--steps", type=int, help=argparse.SUPPRESS)
@@ -125,7 +148,7 @@ def main(argv=None):
         return None
     mode = "quick" if args.quick else "full"
     if args.docs:
-        write_page(args.docs, mode)
+        write_page(args.docs, mode, measure=not args.from_json)
         return None
     if args.accuracy:
         results, markdown = time_to_accuracy(args.datasets, mode)

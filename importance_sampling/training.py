@@ -149,7 +149,7 @@ class _BaseImportanceTraining:
         """
         sampling = self._fused_sampling()
         if sampling is not None and can_fuse(dataset):
-            if self._fused_step is None:
+            if self._fused_step is None or self._fused_step.sampling != sampling:
                 self._fused_step = FusedStep(self.wrapper, sampling)
             take_step = self._fused_step.start(
                 dataset.tensors(), sample_weight, seed=np.random.randint(2**31 - 1)

@@ -40,3 +40,11 @@ def test_peak_memory_is_read_from_the_kernel():
     from benchmarks import memory
 
     assert memory.peak_rss_mb() > 0
+
+
+def test_the_page_is_rewritten_from_the_committed_results(tmp_path):
+    path = tmp_path / "benchmarks.md"
+    run.main(["--docs", str(path), "--from-json"])
+    text = path.read_text()
+    assert text.count("| target | limit | measured | verdict |") == 3  # MLP, CNN, XLA MLP
+    assert "| dataset | train samples |" in text and "{" not in text  # all filled in
