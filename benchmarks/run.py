@@ -30,7 +30,7 @@ from benchmarks import accuracy, memory, page, report, speed, workloads  # noqa:
 
 # (samples, rounds, steps per round, memory samples) of the per-step mode.
 SETTINGS = {
-    "full": {"mlp": (60000, 7, 40, 60000), "cnn": (60000, 3, 12, 60000)},
+    "full": {"mlp": (60000, 7, 40, 60000), "cnn": (60000, 7, 30, 60000)},
     "quick": {"mlp": (2048, 2, 5, 2048), "cnn": (2048, 1, 3, 2048)},
 }
 MEMORY_VARIANTS = {"full": workloads.VARIANTS, "quick": ("fit", "importance_256")}
