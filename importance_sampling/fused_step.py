@@ -17,7 +17,7 @@ from importance_sampling import signals
 from importance_sampling.datasets import InMemoryDataset
 from importance_sampling.model_wrappers import announce_step
 from importance_sampling.reweighting import unbiased_weights
-from importance_sampling.samplers.base import warn_uniform_fallback
+from importance_sampling.samplers.base import scores_are_usable, warn_uniform_fallback
 from importance_sampling.utils import nested
 
 
@@ -77,11 +77,12 @@ def can_fuse(dataset):
     return isinstance(dataset, InMemoryDataset) and not listened
 
 
-def _proportional_positions(scores, count, uniform):
-    """`count` positions drawn with probabilities proportional to `scores`.
+def _proportional_positions(scores, uniform):
+    """Positions drawn with probabilities proportional to `scores`.
 
-    Inverse transform sampling: position `i` is drawn when the uniform
-    variate falls in `[S_{i-1}, S_i)` of the cumulative sums `S`.
+    Inverse transform sampling, one position per uniform variate in
+    `uniform`: position `i` is drawn when the variate falls in
+    `[S_{i-1}, S_i)` of the cumulative sums `S`, scaled to `[0, 1)`.
     """
     cumulative = tf.cumsum(scores)
     targets = uniform * cumulative[-1]
@@ -161,13 +162,9 @@ class FusedStep:
         scores = self.wrapper._score_step(
             x_c, y_c, self.sampling.forward_batch_size
         ) + self.sampling.smooth
-        usable = ops.logical_and(
-            ops.all(ops.isfinite(scores)) & ops.all(scores >= 0), ops.sum(scores) > 0
-        )
+        usable = scores_are_usable(scores, ops)
         scores = ops.where(usable, scores, ops.ones_like(scores))
-        positions = _proportional_positions(
-            scores, batch_size, self._generator.uniform([batch_size])
-        )
+        positions = _proportional_positions(scores, self._generator.uniform([batch_size]))
         x_b, y_b, weight_b = nested.take((x_c, y_c, weight_c), positions)
         return Draw(
             ops.take(candidates, positions), x_b, y_b,

@@ -21,7 +21,7 @@ def test_positions_are_drawn_in_proportion_to_the_scores():
     scores = tf.constant([0.0, 1.0, 2.0, 3.0, 0.0, 4.0, 0.5])
     draws = 70000
     uniform = tf.random.Generator.from_seed(3).uniform([draws])
-    positions = _proportional_positions(scores, draws, uniform).numpy()
+    positions = _proportional_positions(scores, uniform).numpy()
     counts = np.bincount(positions, minlength=len(scores))
     probabilities = scores.numpy() / scores.numpy().sum()
     assert counts[probabilities == 0].sum() == 0

@@ -58,10 +58,18 @@ def sampling_scores(scores):
     define a distribution: a warning is issued and `None` is returned.
     """
     scores = np.asarray(scores, dtype="float64")
-    if np.all(np.isfinite(scores)) and np.all(scores >= 0) and scores.sum() > 0:
+    if scores_are_usable(scores):
         return scores
     warn_uniform_fallback(stacklevel=3)
     return None
+
+
+def scores_are_usable(scores, xp=np):
+    """Whether `scores` are finite, non-negative and not all zero.
+
+    `xp` is `numpy` (the default) or `keras.ops` inside a compiled step.
+    """
+    return xp.all(xp.isfinite(scores)) & xp.all(scores >= 0) & (xp.sum(scores) > 0)
 
 
 def warn_uniform_fallback(stacklevel=2):
