@@ -79,11 +79,6 @@ def _split_validation(data, validation_split):
         A tuple `(train, validation)` of structures like `data`;
         `validation` is `None` when nothing is held out.
     """
-    if not 0 <= validation_split < 1:
-        raise ValueError(
-            "`validation_split` must be in [0, 1). "
-            f"Received: validation_split={validation_split}"
-        )
     count = nested.num_samples(data)
     num_train = count - int(count * validation_split)
     if num_train == count:
@@ -219,7 +214,8 @@ class _BaseImportanceTraining:
             validation_split: Fraction in `[0, 1)` of the training data (taken
                 from the end) to hold out for validation. Defaults to `0.0`.
             validation_data: A tuple `(x_val, y_val)` of arrays to evaluate on
-                at the end of each epoch; overrides `validation_split`.
+                at the end of each epoch. When given, `validation_split` is
+                ignored and all of `x` is trained on, as in `keras.Model.fit`.
             steps_per_epoch: Number of gradient updates per epoch. Defaults to
                 the number of training samples divided by `batch_size`.
             class_weight: A dict mapping class indices to a weight of the
@@ -235,11 +231,16 @@ class _BaseImportanceTraining:
         x, y = nested.to_numpy(x), nested.to_numpy(y)
         nested.check_lengths(x, y, "training")
         weights = user_sample_weights(y, class_weight, sample_weight)
+        if not 0 <= validation_split < 1:
+            raise ValueError(
+                "`validation_split` must be in [0, 1). "
+                f"Received: validation_split={validation_split}"
+            )
         x_val, y_val = _validation_pair(validation_data)
-        train, held_out = _split_validation((x, y, weights), validation_split)
-        x, y, weights = train
-        if validation_data is None and held_out is not None:
-            x_val, y_val, _ = held_out
+        if validation_data is None:
+            (x, y, weights), held_out = _split_validation((x, y, weights), validation_split)
+            if held_out is not None:
+                x_val, y_val, _ = held_out
         dataset = InMemoryDataset(x, y, x_val, y_val, categorical=False)
         return self._fit(dataset, steps_per_epoch, batch_size, epochs, verbose,
                          callbacks, sample_weight=weights)

@@ -157,6 +157,18 @@ def test_validation_split_holds_out_the_last_samples():
     )
 
 
+def test_validation_data_overrides_validation_split():
+    model = make_classifier(2, 3)
+    history = ImportanceTraining(model, presample=64).fit(
+        X, Y, batch_size=16, epochs=1, verbose=0, validation_split=0.25,
+        validation_data=(X[:40], Y[:40]),
+    )
+    assert history.params["steps"] == len(X) // 16
+    assert history.history["val_loss"][0] == pytest.approx(
+        model.evaluate(X[:40], Y[:40], verbose=0)[0], rel=1e-5
+    )
+
+
 @pytest.mark.parametrize(
     "loss, targets, num_classes",
     [
