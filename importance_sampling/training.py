@@ -434,7 +434,9 @@ class ApproximateImportanceTraining(_BaseImportanceTraining):
     A small LSTM predicts the loss of each sample from the history of its
     observed losses and its class (see `LSTMSampler`), so no forward pass of
     the model is spent on scoring. It can be faster than `ImportanceTraining`
-    but is less accurate, and it needs random access to the data and integer
+    for a model whose forward pass costs more than the predictor's over the
+    presample (for small models it is slower; see `docs/benchmarks.md`), but
+    it is less accurate, and it needs random access to the data and integer
     or one-hot class targets.
 
     Args:
