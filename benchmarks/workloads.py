@@ -1,42 +1,13 @@
 """The models, data and trainers that the benchmarks compare."""
 
-import sys
-
 import keras
 import numpy as np
 
-from importance_sampling.fused_step import FusedSampling
-from importance_sampling.samplers import UniformSampler
-from importance_sampling.training import (
-    ApproximateImportanceTraining,
-    ImportanceTraining,
-    _BaseImportanceTraining,
-)
+from importance_sampling.training import ApproximateImportanceTraining, ImportanceTraining
 
 MODELS = ("mlp", "cnn")
 # The per-step variants, in table order; "fit" is plain `model.fit`.
-VARIANTS = ("fit", "uniform", "importance_256", "importance_1024", "approximate")
-
-
-class UniformTraining(_BaseImportanceTraining):
-    """The library's training loop with `UniformSampler`: no scoring at all.
-
-    It measures what the loop itself costs compared with `model.fit`.
-
-    Args:
-        model: A compiled `keras.Model`, trained in place.
-    """
-
-    def __init__(self, model):
-        # No candidates are scored, so the presample never limits the batch.
-        super().__init__(model, k=1.0, smooth=0.0, adaptive_smoothing=False,
-                         presample=sys.maxsize)
-
-    def _make_sampler(self, dataset):
-        return UniformSampler(dataset, self.reweighting)
-
-    def _fused_sampling(self):
-        return FusedSampling(presample=None)
+VARIANTS = ("fit", "importance_256", "importance_1024", "approximate")
 
 
 def sample_shape(name):
@@ -103,8 +74,6 @@ def make_trainer(variant, model):
     """The object whose `fit(x, y, ...)` trains `model` for `variant`."""
     if variant == "fit":
         return model
-    if variant == "uniform":
-        return UniformTraining(model)
     if variant.startswith("importance_"):
         return ImportanceTraining(model, presample=int(variant.split("_")[1]))
     if variant == "approximate":

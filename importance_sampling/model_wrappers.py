@@ -1,23 +1,23 @@
-"""Model wrappers: the compiled forward passes and weighted steps of a model.
+"""Model wrappers: scoring and weighted steps of a model, on any backend.
 
-A wrapper owns two `tf.function`s over the user's own model: one scores a
-batch in inference mode, the other runs one weighted optimizer step with the
-user's compiled loss and optimizer. Both are traced once per input signature.
-Scoring a whole presample is one call: its forward batches are looped over
-inside the graph. The train step is compiled with XLA when the model was
-compiled with `jit_compile=True` (Keras's default on a GPU).
+`OracleWrapper` computes a model's per-sample scores (in inference mode for
+sampling, in training mode inside the weighted step) with `keras.ops`, so
+that the same code runs inside the train step on every Keras backend. Its
+host methods (`score`, `train_batch`) serve the samplers and the experiment
+command, which draw their batches on the host.
 """
+
+import contextlib
 
 import keras
 import numpy as np
-import tensorflow as tf
-from keras import ops, tree
+from keras import ops
 
-from importance_sampling import signals
-from importance_sampling.utils import nested
+from importance_sampling import backend, signals
+from importance_sampling.step import SCORES, USABLE, WeightedStep
 from importance_sampling.utils.losses import ModelLoss
 
-SCORES = ("loss", "gnorm", "full_gnorm", "acc")
+SCORES_KINDS = ("loss", "gnorm", "full_gnorm", "acc")
 SINGLE_OUTPUT_SCORES = ("gnorm", "acc")
 
 
@@ -46,8 +46,8 @@ def _per_sample_error(y_true, y_pred):
     elif len(y_true.shape) == len(y_pred.shape):
         correct = ops.equal(ops.argmax(y_pred, -1), ops.argmax(y_true, -1))
     else:
-        labels = ops.cast(ops.reshape(y_true, ops.shape(y_pred)[:-1]), "int64")
-        correct = ops.equal(ops.argmax(y_pred, -1), labels)
+        labels = ops.cast(ops.reshape(y_true, ops.shape(y_pred)[:-1]), "int32")
+        correct = ops.equal(ops.cast(ops.argmax(y_pred, -1), "int32"), labels)
     errors = 1.0 - ops.cast(correct, "float32")
     if len(errors.shape) > 1:
         errors = ops.mean(errors, axis=tuple(range(1, len(errors.shape))))
@@ -67,10 +67,57 @@ def announce_step(logs, scores):
 
 
 class _EvaluationSignals(keras.callbacks.Callback):
-    """Announce every validation batch on `is.evaluate_batch`."""
+    """Announce every validation batch on `is.evaluate_batch`, and each pass."""
 
     def on_test_batch_end(self, batch, logs=None):
         signals.evaluate_batch.send({"batch": batch, "logs": logs})
+
+    def on_test_end(self, logs=None):
+        signals.evaluation.send({"logs": dict(logs or {})})
+
+
+@contextlib.contextmanager
+def installed_train_step(model, train_step, train_function=None):
+    """Give `model` another `train_step` for the duration of the context.
+
+    Keras's `fit` and `train_on_batch` build the model's train function from
+    `model.train_step`; inside the context they build it from `train_step`
+    (or use `train_function`, one built before). However the context ends,
+    the model's own `train_step` and train function are put back.
+
+    Yields:
+        A callable returning the train function in use (after a build).
+    """
+    saved_function = model.train_function
+    had_own_step = "train_step" in vars(model)
+    saved_step = vars(model).get("train_step")
+    model.train_step = train_step
+    model.train_function = train_function
+    try:
+        yield lambda: model.train_function
+    finally:
+        if had_own_step:
+            model.train_step = saved_step
+        else:
+            del model.train_step
+        model.train_function = saved_function
+
+
+def pack_batch(batch_weights, metric_weights, sample_weight):
+    """The weights of a host-drawn batch as one `(b, weight_size + 3)` array.
+
+    It travels to the train step as the batch's `sample_weight`, which is
+    how Keras's `train_on_batch` and train functions carry per-sample values.
+    """
+    batch_weights = np.asarray(batch_weights, "float32").reshape(len(batch_weights), -1)
+    count = len(batch_weights)
+    usable = np.ones((count, 1), "float32")
+    return np.hstack([
+        batch_weights,
+        np.asarray(metric_weights, "float32").reshape(count, 1),
+        np.asarray(sample_weight, "float32").reshape(count, 1),
+        usable,
+    ])
 
 
 class OracleWrapper:
@@ -97,9 +144,9 @@ class OracleWrapper:
 
     def __init__(self, model, reweighting, score="loss"):
         check_model(model)
-        if score not in SCORES:
+        if score not in SCORES_KINDS:
             raise ValueError(
-                f"`score` must be one of {SCORES}. Received: score={score!r}"
+                f"`score` must be one of {SCORES_KINDS}. Received: score={score!r}"
             )
         if score in SINGLE_OUTPUT_SCORES and len(model.outputs or [None]) > 1:
             raise ValueError(
@@ -109,18 +156,24 @@ class OracleWrapper:
         self.model = model
         self.reweighting = reweighting
         self.score_kind = score
-        self._loss_fn = None
-        self._loss_tracker = keras.metrics.Mean(name="loss")
+        self.backend = backend.get()
+        self._model_loss = None
         self._logits_parts = None
         self._built = False
-        self._score_function = tf.function(self._score_step, reduce_retracing=True)
-        # XLA for the train step when the model was compiled with it.
-        self._train_function = tf.function(
-            self._train_step, reduce_retracing=True,
-            jit_compile=bool(getattr(model, "jit_compile", False)),
-        )
+        self._score_function = None
+        self.score_traces = 0
+        self._host_train_step = None
+        self._host_train_function = None
+        self.fit_state = None
 
-    # Forward computations (traced inside the tf.functions)
+    # Forward computations (traceable, with keras.ops)
+
+    @property
+    def _loss_fn(self):
+        """The per-sample compiled loss; the compiled loss must be built."""
+        if self._model_loss is None:
+            self._model_loss = ModelLoss(self.model)
+        return self._model_loss
 
     def _pre_activation_parts(self):
         """The model split before its last activation, for `score="gnorm"`."""
@@ -141,130 +194,70 @@ class OracleWrapper:
         trunk, last = self._pre_activation_parts()
         features = trunk(x, training=training)
         activation = last.activation
-        with tf.GradientTape() as tape:
-            last.activation = keras.activations.linear
-            try:
-                logits = last(features, training=training)
-            finally:
-                last.activation = activation
-            tape.watch(logits)
-            y_pred = activation(logits)
-            output_losses = self._loss_fn.output_losses(y, y_pred)
-            total = ops.sum(self._loss_fn.total(output_losses))
-        gradients = tape.gradient(total, logits)
-        batch = ops.shape(gradients)[0]
-        norms = ops.norm(ops.reshape(gradients, (batch, -1)), axis=1)
-        return y_pred, output_losses, norms
+        last.activation = keras.activations.linear
+        try:
+            logits = last(features, training=training)
+        finally:
+            last.activation = activation
 
-    def _full_gradient_norms(self, x, y, training):
-        weights = self.model.trainable_variables
+        def losses_of(z):
+            return self._loss_fn(y, activation(z))
 
-        def norm_of_one(sample):
-            x_i, y_i = nested.take(sample, None)
-            with tf.GradientTape() as tape:
-                loss = ops.sum(self._loss_fn(y_i, self.model(x_i, training=training)))
-            gradients = tape.gradient(loss, weights)
-            squares = [ops.sum(ops.square(g)) for g in gradients if g is not None]
-            return ops.sqrt(ops.sum(ops.stack(squares)))
+        y_pred = activation(logits)
+        norms = self.backend.gradient_norms(losses_of, ops.stop_gradient(logits))
+        return y_pred, norms
 
-        return tf.map_fn(norm_of_one, (x, y), fn_output_signature=tf.float32)
+    def outputs(self, x, y, training):
+        """Predictions and per-sample scores of a batch.
 
-    def _outputs(self, x, y, training):
-        """Predictions, per-sample losses and per-sample scores of a batch.
-
-        The losses are a list with the per-sample loss of each output.
+        The scores are the per-sample losses for `score="loss"` and the
+        scores of the chosen kind otherwise.
         """
         if self.score_kind == "gnorm":
             return self._outputs_with_logit_gradients(x, y, training)
         y_pred = self.model(x, training=training)
-        output_losses = self._loss_fn.output_losses(y, y_pred)
         if self.score_kind == "acc":
             scores = _per_sample_error(y, y_pred)
         elif self.score_kind == "full_gnorm":
-            scores = self._full_gradient_norms(x, y, training)
+            scores = self.backend.per_sample_gradient_norms(self.model, self._loss_fn, x, y)
         else:
-            scores = self._loss_fn.total(output_losses)
-        return y_pred, output_losses, scores
+            scores = self._loss_fn(y, y_pred)
+        return y_pred, ops.cast(scores, "float32")
 
-    def _score_step(self, x, y, batch_size):
-        """Scores of all the samples, in forward batches of `batch_size`.
+    def train_outputs(self, x, y):
+        """`outputs()` in training mode, inside the weighted step."""
+        return self.outputs(x, y, training=True)
 
-        The batches are looped over inside the graph, so that scoring a
-        whole presample costs one call of the compiled function.
+    def score_batch(self, x, y, batch_size, max_count=None):
+        """Scores of all the samples, in inference mode; traceable.
+
+        The samples are scored in forward batches of `batch_size`, of which
+        there are as many as `max_count` (the most samples there can be,
+        when their number is not known while tracing) calls for.
         """
-        count = ops.shape(tree.flatten(x)[0])[0]
-        starts = tf.range(0, count, batch_size)
-        scores = tf.TensorArray(
-            tf.float32, size=tf.size(starts), infer_shape=False, element_shape=[None]
-        )
-        for i in tf.range(tf.size(starts)):
-            batch = slice(starts[i], starts[i] + batch_size)
-            x_i, y_i = nested.take((x, y), batch)
-            batch_scores = self._outputs(x_i, y_i, training=False)[2]
-            scores = scores.write(i, ops.cast(batch_scores, "float32"))
-        return scores.concat()
-
-    def _train_step(self, x, y, weights, metric_weights, sample_weight):
-        model = self.model
-        variables = model.trainable_variables
-        with tf.GradientTape() as tape:
-            y_pred, output_losses, scores = self._outputs(x, y, training=True)
-            step_weights = sample_weight * self.reweighting.step_weights(
-                weights, ops.stop_gradient(scores)
+        count = keras.tree.flatten(x)[0].shape[0] or max_count
+        if count is None or count <= batch_size:
+            return self.outputs(x, y, training=False)[1]
+        parts = []
+        for start in range(0, count, batch_size):
+            x_i, y_i = keras.tree.map_structure(
+                lambda t, s=start: t[s:s + batch_size], (x, y)
             )
-            loss = ops.mean(step_weights * self._loss_fn.total(output_losses))
-            if model.losses:
-                loss = loss + ops.cast(ops.sum(model.losses), loss.dtype)
-            scaled_loss = model.optimizer.scale_loss(loss)
-        gradients = tape.gradient(scaled_loss, variables)
-        model.optimizer.apply_gradients(zip(gradients, variables))
-        self._loss_tracker.update_state(loss)
-        self._update_output_losses(output_losses, step_weights)
-        self._update_metrics(y, y_pred, metric_weights, sample_weight)
-        logs = model.get_metrics_result()
-        logs["loss"] = self._loss_tracker.result()
-        return logs, scores
-
-    def _update_output_losses(self, output_losses, step_weights):
-        """The `<output>_loss` logs of a model with several outputs."""
-        trackers = self.model._compile_loss.metrics
-        for tracker, losses in zip(trackers, output_losses):
-            tracker.update_state(step_weights * losses)
-
-    def _update_metrics(self, y, y_pred, metric_weights, sample_weight):
-        """Update the compiled metrics, weighted by the importance weights.
-
-        Keras weights only the `weighted_metrics` of `compile`, by the user's
-        sample weights. Here the importance weights `metric_weights` reach
-        every metric, so that the logged values estimate the metrics over
-        the training set; `weighted_metrics` are also weighted by the
-        user's `sample_weight`, as in `fit`.
-        """
-        compiled = self.model._compile_metrics
-        if compiled is None:
-            return
-        y_true, y_pred = compiled._flatten_y(y), compiled._flatten_y(y_pred)
-        for metric_lists, weights in (
-            (compiled._flat_metrics, metric_weights),
-            (compiled._flat_weighted_metrics, metric_weights * sample_weight),
-        ):
-            for metrics, y_t, y_p in zip(metric_lists, y_true, y_pred):
-                if metrics is not None:
-                    metrics.update_state(y_t, y_p, sample_weight=weights)
+            parts.append(self.outputs(x_i, y_i, training=False)[1])
+        return ops.concatenate(parts, axis=0)
 
     # Host-side API
 
-    def _build(self, x, y):
+    def build(self, x, y):
         """Build the model, its metrics and its optimizer eagerly, once."""
         if self._built:
             return
         model = self.model
-        x1, y1 = nested.take((x, y), slice(0, 1))
+        x1, y1 = keras.tree.map_structure(lambda t: t[:1], (x, y))
         y_pred = model(x1, training=False)
         model.compute_loss(x1, y1, y_pred, training=False)
         model.compute_metrics(x1, y1, y_pred)
         model.reset_metrics()
-        self._loss_fn = ModelLoss(model)
         if not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
         if self.score_kind == "gnorm":
@@ -274,7 +267,6 @@ class OracleWrapper:
     def reset_metrics(self):
         """Reset the running means of the training logs (at an epoch start)."""
         self.model.reset_metrics()
-        self._loss_tracker.reset_state()
 
     def score(self, x, y, batch_size=128):
         """Per-sample importance scores in inference mode.
@@ -287,16 +279,23 @@ class OracleWrapper:
         Returns:
             A float32 NumPy array of shape `(num_samples,)`.
         """
-        self._build(x, y)
-        scores = self._score_function(x, y, tf.constant(batch_size, "int32"))
-        return scores.numpy()
+        self.build(x, y)
+        if self._score_function is None:
+            def score_batch(x, y, batch_size):
+                self.score_traces += 1
+                return self.score_batch(x, y, batch_size)
+
+            self._score_function = self.backend.compile_function(score_batch)
+        with self.backend.state_scope(self.model, self.fit_state):
+            scores = self._score_function(x, y, batch_size)
+        return np.asarray(keras.ops.convert_to_numpy(scores))
 
     def train_batch(self, x, y, w, metric_weights=None, sample_weight=None):
         """Run one weighted optimizer step.
 
-        The loss minimised is the mean over the batch of each sample's loss
-        times its step weight: the reweighting policy's weight times its
-        `sample_weight`.
+        The loss minimised is the model's compiled loss with each sample
+        weighted by its step weight: the reweighting policy's weight times
+        its `sample_weight`.
 
         Args:
             x: Input batch.
@@ -314,16 +313,25 @@ class OracleWrapper:
             (Keras names: `loss` and the compiled metrics) and the per-sample
             scores observed in the step.
         """
-        self._build(x, y)
-        w = np.asarray(w, dtype="float32").reshape(len(w), -1)
+        self.build(x, y)
         ones = np.ones(len(w), dtype="float32")
-        metric_weights = ones if metric_weights is None else metric_weights
-        sample_weight = ones if sample_weight is None else sample_weight
-        logs, scores = self._train_function(
-            x, y, w, np.asarray(metric_weights, "float32"),
-            np.asarray(sample_weight, "float32"),
+        packed = pack_batch(
+            w,
+            ones if metric_weights is None else metric_weights,
+            ones if sample_weight is None else sample_weight,
         )
-        logs, scores = announce_step(logs, scores)
+        if self._host_train_step is None:
+            self._host_train_step = self.backend.make_train_step(
+                self.model, WeightedStep(self, return_scores=True)
+            )
+        with installed_train_step(
+            self.model, self._host_train_step, self._host_train_function
+        ) as current:
+            logs = self.model.train_on_batch(x, y, sample_weight=packed, return_dict=True)
+            self._host_train_function = current()
+        logs = dict(logs)
+        logs.pop(USABLE)
+        logs, scores = announce_step(logs, logs.pop(SCORES))
         return logs["loss"], logs, scores
 
     def evaluate(self, x, y=None, batch_size=128, steps=None, callbacks=None):
@@ -334,29 +342,17 @@ class OracleWrapper:
             y: Targets (omit for generators and datasets).
             batch_size: Samples per batch for array inputs. Defaults to `128`.
             steps: Number of batches to draw from a generator.
-            callbacks: A `keras.callbacks.CallbackList` receiving the `on_test_*`
-                hooks, as during `fit`.
+            callbacks: Callbacks receiving the `on_test_*` hooks.
 
         Returns:
             A dict of the loss and the compiled metrics.
         """
-        if callbacks is None:
-            callbacks = [_EvaluationSignals()]
-        logs = self.model.evaluate(
+        callbacks = list(callbacks or []) + [_EvaluationSignals()]
+        return self.model.evaluate(
             x, y, batch_size=batch_size, steps=steps, verbose=0,
             callbacks=callbacks, return_dict=True,
         )
-        signals.evaluation.send({"logs": logs})
-        return logs
 
     def set_lr(self, lr):
         """Set the learning rate of the model's optimizer."""
         self.model.optimizer.learning_rate = lr
-
-    @property
-    def trace_counts(self):
-        """Number of traces of the score and train functions."""
-        return {
-            "score": self._score_function.experimental_get_tracing_count(),
-            "train": self._train_function.experimental_get_tracing_count(),
-        }

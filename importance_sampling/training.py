@@ -7,18 +7,27 @@ model.compile("adam", "categorical_crossentropy", metrics=["accuracy"])
 ImportanceTraining(model).fit(x_train, y_train, batch_size=128, epochs=3)
 model.evaluate(x_test, y_test)  # the model was trained in place
 ```
+
+`fit` is `keras.Model.fit`: for the duration of the call the model's
+`train_step` is an importance-sampling step (`importance_sampling.step`), and
+Keras's own `fit` drives it, with its callbacks, progress bar, validation,
+data adapters, `steps_per_execution` and distribution.
 """
 
-import functools
 import warnings
 
 import keras
 import numpy as np
-import tensorflow as tf
 
-from importance_sampling.datasets import GeneratorDataset, InMemoryDataset
-from importance_sampling.fused_step import FusedSampling, FusedStep, can_fuse
-from importance_sampling.model_wrappers import OracleWrapper, _EvaluationSignals
+from importance_sampling import backend, candidates, keras_internals, signals
+from importance_sampling.datasets import BaseDataset, InMemoryDataset
+from importance_sampling.model_wrappers import (
+    OracleWrapper,
+    _EvaluationSignals,
+    announce_step,
+    installed_train_step,
+    pack_batch,
+)
 from importance_sampling.reweighting import BiasedReweightingPolicy
 from importance_sampling.samplers import (
     AdaptiveAdditiveSmoothingSampler,
@@ -26,28 +35,50 @@ from importance_sampling.samplers import (
     LSTMSampler,
     ModelSampler,
 )
+from importance_sampling.samplers.base import BaseSampler, warn_uniform_fallback
+from importance_sampling.step import SCORES, USABLE, ImportanceDraw, WeightedStep
 from importance_sampling.utils import nested
 from importance_sampling.utils.weights import user_sample_weights
 
-
 def _check_positive_int(name, value):
-    if not isinstance(value, (int, np.integer)) or value < 1:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(
             f"`{name}` must be a positive integer. Received: {name}={value!r}"
         )
 
 
+def _check_presample(presample):
+    if isinstance(presample, bool) or not isinstance(
+        presample, (int, np.integer, float, np.floating)
+    ) or not presample > 0:
+        raise ValueError(
+            "`presample` must be a positive integer (a number of candidates) "
+            "or a float larger than 1 (a multiple of the batch size). "
+            f"Received: presample={presample!r}"
+        )
+
+
 def _warn_on_custom_train_step(model):
     """Tell the user that an overridden `train_step` will not be used."""
-    if type(model).train_step is not keras.Model.train_step:
+    if _own_train_step(type(model)):
         warnings.warn(
             f"The model {model.name!r} overrides `train_step`. Importance "
-            "training runs its own weighted train step (the compiled loss and "
-            "optimizer, plus the model's regularisation losses), so the "
-            "custom `train_step` will not be called.",
+            "training runs its own weighted train step (the model's "
+            "`compute_loss` and optimizer), so the custom `train_step` will "
+            "not be called.",
             UserWarning,
             stacklevel=3,
         )
+
+
+def _own_train_step(cls):
+    """Whether a class below `keras.Model` defines `train_step`."""
+    for klass in cls.__mro__:
+        if klass is keras.Model:
+            return False
+        if "train_step" in vars(klass):
+            return True
+    return False
 
 
 def _smoothed(sampler, smooth, adaptive_smoothing):
@@ -59,51 +90,58 @@ def _smoothed(sampler, smooth, adaptive_smoothing):
     return AdditiveSmoothingSampler(sampler, smooth)
 
 
-def _default_steps_per_epoch(dataset, batch_size):
-    """One pass over the training data, when its size is known."""
-    if dataset.random_access:
-        return max(1, len(dataset.train_data) // batch_size)
-    steps = getattr(dataset, "batches_per_pass", None)
-    if steps is None:
-        raise ValueError(
-            "`steps_per_epoch` is required for a stream of unknown length "
-            "(a generator or an infinite dataset). Received: steps_per_epoch=None"
-        )
-    return steps
+def _num_replicas(model):
+    """The number of replicas that each run the train step on a share of a batch."""
+    strategy = getattr(model, "distribute_strategy", None)
+    return 1 if strategy is None else strategy.num_replicas_in_sync
 
 
-def _split_validation(data, validation_split):
-    """Keep the last `validation_split` of the samples of `data` for validation.
-
-    Returns:
-        A tuple `(train, validation)` of structures like `data`;
-        `validation` is `None` when nothing is held out.
-    """
-    count = nested.num_samples(data)
-    num_train = count - int(count * validation_split)
-    if num_train == count:
-        return data, None
-    return nested.take(data, slice(0, num_train)), nested.take(data, slice(num_train, None))
+def _is_distributed(model):
+    return _num_replicas(model) > 1 or keras.distribution.distribution() is not None
 
 
-def _validation_pair(validation_data):
-    """`(x_val, y_val)` from the `validation_data` argument of `fit`."""
-    if validation_data is None:
-        return None, None
-    if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-        raise ValueError(
-            "`validation_data` must be a tuple `(x_val, y_val)` of arrays. "
-            f"Received: {type(validation_data).__name__}"
-            + (f" of length {len(validation_data)}"
-               if isinstance(validation_data, (tuple, list)) else "")
-        )
-    return validation_data
+class _StreamCandidates(BaseDataset):
+    """The candidates that Keras handed the current step, for a host sampler."""
+
+    random_access = False
+
+    def __init__(self):
+        self.batch = None
+        self.position = 0
+
+    def _draw(self, split, count, rng):
+        x, y, _ = keras.utils.unpack_x_y_sample_weight(self.batch)
+        x, y = keras.tree.map_structure(keras.ops.convert_to_numpy, (x, y))
+        size = nested.num_samples(x)
+        start, self.position = self.position, self.position + size
+        return np.arange(start, start + size), x, y
+
+
+class _EpochTracker(keras.callbacks.Callback):
+    """Tell the candidates which epoch is running."""
+
+    def __init__(self, array_candidates):
+        super().__init__()
+        self.array_candidates = array_candidates
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.array_candidates.epoch = epoch
+
+
+class _Plan:
+    """What one call of `fit` hands to `keras.Model.fit`, checked beforehand."""
+
+    def __init__(self, **kwargs):
+        self.__dict__.update(kwargs)
 
 
 class _BaseImportanceTraining:
-    """The training loop shared by all importance training classes.
+    """The `fit` shared by all importance training classes.
 
-    Subclasses implement `_make_sampler(dataset)`.
+    Subclasses implement `_make_sampler(dataset, presample)`, the sampler of the steps
+    drawn on the host, and may implement `_compiled_draw(batch_size,
+    presample, seed)`, an `ImportanceDraw` for steps drawn inside the train
+    step.
 
     Args:
         model: A compiled `keras.Model`, trained in place.
@@ -111,7 +149,8 @@ class _BaseImportanceTraining:
         smooth: Additive smoothing of the scores, at least 0.
         adaptive_smoothing: Multiply `smooth` by a moving average of the
             scores.
-        presample: Number of candidates scored for each batch.
+        presample: Number of candidates scored for each batch (an `int`),
+            or a multiple of the batch size (a `float`).
     """
 
     def __init__(self, model, k, smooth, adaptive_smoothing, presample):
@@ -119,7 +158,7 @@ class _BaseImportanceTraining:
             raise ValueError(
                 f"`smooth` must be a non-negative number. Received: smooth={smooth}"
             )
-        _check_positive_int("presample", presample)
+        _check_presample(presample)
         _warn_on_custom_train_step(model)
         self.model = model
         self.reweighting = BiasedReweightingPolicy(k)
@@ -127,72 +166,40 @@ class _BaseImportanceTraining:
         self.adaptive_smoothing = bool(adaptive_smoothing)
         self.presample = presample
         self.wrapper = OracleWrapper(model, self.reweighting)
-        self._fused_step = None
+        self._seed = np.random.randint(2**31 - 1)
+        self._train_functions = {}
 
-    def _make_sampler(self, dataset):
+    stream_refusal = None
+
+    def _make_sampler(self, dataset, presample):
         raise NotImplementedError
 
-    def _fused_sampling(self):
-        """The `FusedSampling` that draws as `_make_sampler` does, or `None`."""
+    def _compiled_draw(self, batch_size, presample, seed):
+        """The `ImportanceDraw` of a step drawn in the train step, or `None`."""
         return None
 
-    def _step_function(self, dataset, batch_size, sample_weight):
-        """A function that takes one training step and returns its logs.
-
-        Data held in memory are trained on with a `FusedStep` when the
-        sampling allows it; otherwise the sampler draws on the host.
-        """
-        sampling = self._fused_sampling()
-        if sampling is not None and can_fuse(dataset):
-            if self._fused_step is None or self._fused_step.sampling != sampling:
-                self._fused_step = FusedStep(self.wrapper, sampling)
-            take_step = self._fused_step.start(
-                dataset.tensors(), sample_weight, seed=np.random.randint(2**31 - 1)
-            )
-            return functools.partial(take_step, batch_size)
-
-        sampler = self._make_sampler(dataset)
-
-        def host_step():
-            batch = sampler.sample(batch_size)
-            _, logs, scores = self.wrapper.train_batch(
-                batch.x, batch.y, batch.weights, batch.metric_weights,
-                None if sample_weight is None else sample_weight[batch.idxs],
-            )
-            sampler.update(batch.idxs, scores)
-            return logs
-
-        return host_step
-
-    @property
-    def trace_counts(self):
-        """Number of traces of each compiled function, by name.
-
-        `fused` is the whole step on data held in memory (see `FusedStep`),
-        `train` the weighted train step (which `fused` calls) and `score`
-        the host path's scoring of the candidates.
-        """
-        fused = 0 if self._fused_step is None else self._fused_step.trace_count
-        return {**self.wrapper.trace_counts, "fused": fused}
-
-    def _check_batch_size(self, dataset, batch_size):
-        _check_positive_int("batch_size", batch_size)
-        if self.presample <= batch_size:
+    def _presample_size(self, batch_size):
+        """The number of candidates of a step of `batch_size` items."""
+        if isinstance(self.presample, (float, np.floating)):
+            size = int(round(self.presample * batch_size))
+        else:
+            size = int(self.presample)
+        if size <= batch_size:
             raise ValueError(
-                "`presample` must be larger than `batch_size`. Received: "
-                f"presample={self.presample}, batch_size={batch_size}"
+                "`presample` must be larger than `batch_size`: each step draws "
+                "its batch from `presample` scored candidates. Received: "
+                f"presample={self.presample!r}, batch_size={batch_size}. Pass a "
+                "larger `presample`, or a float to score a multiple of the "
+                "batch size (e.g. presample=3.0)"
             )
-        if dataset.random_access and batch_size > len(dataset.train_data):
-            raise ValueError(
-                "`batch_size` must not exceed the number of training samples. "
-                f"Received: batch_size={batch_size} for "
-                f"{len(dataset.train_data)} training samples"
-            )
+        return size
 
-    def fit(self, x, y, batch_size=32, epochs=1, verbose=1, callbacks=None,
-            validation_split=0.0, validation_data=None, steps_per_epoch=None,
-            class_weight=None, sample_weight=None):
-        """Train the model on arrays.
+    def fit(self, x=None, y=None, batch_size=32, epochs=1, verbose=1, callbacks=None,
+            validation_split=0.0, validation_data=None, shuffle=True,
+            class_weight=None, sample_weight=None, initial_epoch=0,
+            steps_per_epoch=None, validation_steps=None, validation_batch_size=None,
+            validation_freq=1):
+        """Train the model with importance sampling; `keras.Model.fit`'s arguments.
 
         A sampled item enters the loss of its step with its importance
         weight times its user weight (`sample_weight` times the
@@ -200,97 +207,108 @@ class _BaseImportanceTraining:
         the same weighted loss that `keras.Model.fit` minimises. Samples are
         scored by their unweighted loss.
 
+        What an epoch is depends on `x`:
+
+        - arrays: `steps_per_epoch` steps (`N // batch_size` by default),
+          each drawing `presample` candidates uniformly with replacement;
+          `shuffle` has no effect on them.
+        - a stream (`tf.data.Dataset`, `keras.utils.PyDataset`, generator,
+          `torch.utils.data.DataLoader`): one pass over the stream, whose
+          samples are the candidates, `presample` of them a step (so
+          `presample / batch_size` times fewer steps than samples per
+          batch); `steps_per_epoch` as in `keras.Model.fit`.
+
         Args:
-            x: Training inputs: a NumPy array, or a list or a dict (keyed by
-                input name) of arrays for a model with several inputs.
-            y: Training targets: a NumPy array, or a list or a dict (keyed by
-                output name) of arrays for a model with several outputs.
-            batch_size: Number of samples per gradient update. Defaults to `32`.
-            epochs: Number of epochs of `steps_per_epoch` updates. Defaults to
-                `1`.
-            verbose: `0` for silence, `1` for the Keras progress bar, `2` for a
-                line per epoch. Defaults to `1`.
+            x: Training inputs: arrays (or a list or dict of arrays), or a
+                stream of `(x, y)` or `(x, y, sample_weight)` batches.
+            y: Training targets for array inputs; `None` for a stream.
+            batch_size: Number of samples per gradient update. Defaults to
+                `32`; for a stream, `None` takes the size of its first batch.
+            epochs: Number of epochs. Defaults to `1`.
+            verbose: `0` for silence, `1` for the Keras progress bar, `2` for
+                a line per epoch. Defaults to `1`.
             callbacks: A list of `keras.callbacks.Callback`.
-            validation_split: Fraction in `[0, 1)` of the training data (taken
-                from the end) to hold out for validation. Defaults to `0.0`.
-            validation_data: A tuple `(x_val, y_val)` of arrays to evaluate on
-                at the end of each epoch. When given, `validation_split` is
-                ignored and all of `x` is trained on, as in `keras.Model.fit`.
-            steps_per_epoch: Number of gradient updates per epoch. Defaults to
-                the number of training samples divided by `batch_size`.
+            validation_split: Fraction in `[0, 1)` of array training data
+                (taken from the end) to hold out for validation. Defaults
+                to `0.0`.
+            validation_data: Data to evaluate on at the end of each epoch,
+                in any form `keras.Model.fit` takes. When given,
+                `validation_split` is ignored and all of `x` is trained on.
+            shuffle: Passed to Keras for streams; candidates from arrays are
+                drawn at random anyway. Defaults to `True`.
             class_weight: A dict mapping class indices to a weight of the
-                samples of that class in the loss (classes not in it weigh
-                1), for a model with one output.
-            sample_weight: An array with one weight per training sample.
-                With `validation_split`, the weights of the held-out samples
-                are not used.
+                samples of that class in the loss.
+            sample_weight: An array with one weight per training sample
+                (arrays only; a stream carries its own).
+            initial_epoch: The epoch at which to start training. Defaults
+                to `0`.
+            steps_per_epoch: Number of gradient updates per epoch.
+            validation_steps: Number of validation batches to read.
+            validation_batch_size: Batch size of the validation.
+            validation_freq: Validate every `validation_freq` epochs.
+                Defaults to `1`.
 
         Returns:
             A `keras.callbacks.History`.
         """
-        x, y = nested.to_numpy(x), nested.to_numpy(y)
-        nested.check_lengths(x, y, "training")
-        weights = user_sample_weights(y, class_weight, sample_weight)
-        if not 0 <= validation_split < 1:
-            raise ValueError(
-                "`validation_split` must be in [0, 1). "
-                f"Received: validation_split={validation_split}"
+        plan = self._plan(
+            x, y, batch_size, validation_split, validation_data,
+            class_weight, sample_weight, steps_per_epoch,
+        )
+        if validation_batch_size is None and plan.validation_arrays:
+            validation_batch_size = plan.batch_size
+        with self._installed(plan):
+            return self.model.fit(
+                plan.x, plan.y, batch_size=plan.keras_batch_size, epochs=epochs,
+                verbose=verbose,
+                callbacks=list(callbacks or []) + plan.callbacks,
+                validation_data=plan.validation_data, shuffle=plan.shuffle and shuffle,
+                class_weight=plan.class_weight, initial_epoch=initial_epoch,
+                steps_per_epoch=plan.steps_per_epoch,
+                validation_steps=validation_steps,
+                validation_batch_size=validation_batch_size,
+                validation_freq=validation_freq,
             )
-        x_val, y_val = _validation_pair(validation_data)
-        if validation_data is None:
-            (x, y, weights), held_out = _split_validation((x, y, weights), validation_split)
-            if held_out is not None:
-                x_val, y_val, _ = held_out
-        dataset = InMemoryDataset(x, y, x_val, y_val, categorical=False)
-        return self._fit(dataset, steps_per_epoch, batch_size, epochs, verbose,
-                         callbacks, sample_weight=weights)
 
     def fit_generator(self, train, steps_per_epoch=None, batch_size=32, epochs=1,
                       verbose=1, callbacks=None, validation_data=None,
                       validation_steps=None):
-        """Train the model on batches read from a generator.
-
-        The candidates of each step are the next samples of the stream, which
-        is read on across epochs and never restarted.
+        """Train the model on batches read from a stream; see `fit`.
 
         Args:
-            train: An endless generator yielding `(x, y)` batches, a
+            train: A generator yielding `(x, y)` batches, a
                 `keras.utils.PyDataset` or a `tf.data.Dataset` of `(x, y)`
                 batches.
             steps_per_epoch: Number of gradient updates per epoch. Defaults
-                to the number of batches of a finite `PyDataset` or
-                `tf.data.Dataset`; required for a generator.
+                to one pass over the stream.
             batch_size: Number of samples per gradient update; it need not be
-                the generator's batch size. Defaults to `32`.
+                the stream's batch size. Defaults to `32`.
             epochs: Number of epochs. Defaults to `1`.
             verbose: Verbosity, as in `fit`. Defaults to `1`.
             callbacks: A list of `keras.callbacks.Callback`.
-            validation_data: A tuple `(x_val, y_val)` of arrays, a generator
-                of `(x, y)` batches, a `PyDataset` or a `tf.data.Dataset`.
+            validation_data: Validation data in any form `fit` takes.
             validation_steps: Number of batches to read from a validation
                 generator.
 
         Returns:
             A `keras.callbacks.History`.
         """
-        dataset = GeneratorDataset(train, validation_data, validation_steps)
-        try:
-            return self._fit(dataset, steps_per_epoch, batch_size, epochs,
-                             verbose, callbacks)
-        finally:
-            dataset.close()
+        return self.fit(
+            train, batch_size=batch_size, epochs=epochs, verbose=verbose,
+            callbacks=callbacks, validation_data=validation_data,
+            steps_per_epoch=steps_per_epoch, validation_steps=validation_steps,
+        )
 
     def fit_dataset(self, dataset, steps_per_epoch=None, batch_size=32, epochs=1,
                     verbose=1, callbacks=None):
-        """Train the model on a `BaseDataset`.
+        """Train the model on a `BaseDataset`; see `fit`.
 
         Args:
             dataset: A `importance_sampling.datasets.BaseDataset` (its test
                 split, if any, is evaluated at the end of each epoch) or a
                 `tf.data.Dataset` of `(x, y)` batches.
             steps_per_epoch: Number of gradient updates per epoch. Defaults to
-                the number of training samples divided by `batch_size`;
-                required for streamed datasets.
+                the number of training samples divided by `batch_size`.
             batch_size: Number of samples per gradient update. Defaults to `32`.
             epochs: Number of epochs. Defaults to `1`.
             verbose: Verbosity, as in `fit`. Defaults to `1`.
@@ -299,72 +317,325 @@ class _BaseImportanceTraining:
         Returns:
             A `keras.callbacks.History`.
         """
-        if isinstance(dataset, tf.data.Dataset):
-            return self.fit_generator(
-                dataset, steps_per_epoch=steps_per_epoch, batch_size=batch_size,
-                epochs=epochs, verbose=verbose, callbacks=callbacks,
+        if not isinstance(dataset, BaseDataset):
+            return self.fit(
+                dataset, batch_size=batch_size, epochs=epochs, verbose=verbose,
+                callbacks=callbacks, steps_per_epoch=steps_per_epoch,
             )
-        return self._fit(dataset, steps_per_epoch, batch_size, epochs, verbose,
-                         callbacks)
-
-    def _fit(self, dataset, steps_per_epoch, batch_size, epochs, verbose,
-             callbacks, sample_weight=None):
-        """Check the arguments, then run the loop; see `fit_dataset`.
-
-        `sample_weight` holds the user's weight of every training sample of
-        `dataset`, or is `None`.
-        """
-        self._check_batch_size(dataset, batch_size)
-        _check_positive_int("epochs", epochs)
-        if steps_per_epoch is None:
-            steps_per_epoch = _default_steps_per_epoch(dataset, batch_size)
-        _check_positive_int("steps_per_epoch", steps_per_epoch)
-        step = self._step_function(dataset, batch_size, sample_weight)
-        callback_list = keras.callbacks.CallbackList(
-            list(callbacks or []) + [_EvaluationSignals()],
-            add_history=True,
-            add_progbar=verbose != 0,
-            model=self.model,
-            verbose=verbose,
-            epochs=epochs,
-            steps=steps_per_epoch,
+        evaluation = dataset.evaluation_arguments() or {}
+        validation = evaluation.get("x")
+        if "y" in evaluation:
+            validation = (evaluation["x"], evaluation["y"])
+        if not dataset.random_access:
+            return self.fit(
+                dataset.stream, batch_size=batch_size, epochs=epochs,
+                verbose=verbose, callbacks=callbacks, validation_data=validation,
+                steps_per_epoch=steps_per_epoch,
+                validation_steps=evaluation.get("steps"),
+            )
+        return self.fit(
+            dataset, batch_size=batch_size, epochs=epochs, verbose=verbose,
+            callbacks=callbacks, validation_data=validation,
+            steps_per_epoch=steps_per_epoch,
         )
-        history = next(
-            c for c in callback_list.callbacks if isinstance(c, keras.callbacks.History)
-        )
-        self._run(dataset, step, callback_list, steps_per_epoch, batch_size, epochs)
-        return history
 
-    def _run(self, dataset, step_function, callbacks, steps_per_epoch, batch_size,
-             epochs):
-        """The loop of epochs of steps, with the callbacks and validation."""
-        model = self.model
-        evaluation = dataset.evaluation_arguments()
-        model.stop_training = False
-        callbacks.on_train_begin()
-        # `BackupAndRestore` announces the epoch to resume from here, as in `fit`.
-        first_epoch, model._initial_epoch = model._initial_epoch or 0, None
-        epoch_logs = {}
-        for epoch in range(first_epoch, epochs):
-            self.wrapper.reset_metrics()
-            callbacks.on_epoch_begin(epoch)
-            logs = {}
-            for step in range(steps_per_epoch):
-                callbacks.on_train_batch_begin(step)
-                logs = step_function()
-                callbacks.on_train_batch_end(step, logs)
-                if model.stop_training:
-                    break
-            epoch_logs = dict(logs)
-            if evaluation is not None:
-                val_logs = self.wrapper.evaluate(
-                    **evaluation, batch_size=batch_size, callbacks=callbacks
+    # What `fit` hands to Keras
+
+    def _plan(self, x, y, batch_size, validation_split, validation_data,
+              class_weight, sample_weight, steps_per_epoch):
+        """Check the arguments of `fit` and decide what Keras's `fit` gets."""
+        if steps_per_epoch is not None:
+            _check_positive_int("steps_per_epoch", steps_per_epoch)
+        if not 0 <= validation_split < 1:
+            raise ValueError(
+                "`validation_split` must be in [0, 1). "
+                f"Received: validation_split={validation_split}"
+            )
+        if isinstance(x, BaseDataset) or not candidates.is_stream(x):
+            return self._array_plan(
+                x, y, batch_size, validation_split, validation_data,
+                class_weight, sample_weight, steps_per_epoch,
+            )
+        return self._stream_plan(
+            x, y, batch_size, validation_split, validation_data, class_weight,
+            sample_weight, steps_per_epoch,
+        )
+
+    def _array_plan(self, x, y, batch_size, validation_split, validation_data,
+                    class_weight, sample_weight, steps_per_epoch):
+        if batch_size is None:
+            batch_size = 32
+        _check_positive_int("batch_size", batch_size)
+        if isinstance(x, BaseDataset):
+            dataset, weights = x, None
+        else:
+            if y is None:
+                raise ValueError(
+                    "`y` is required when `x` holds arrays. Received: y=None"
                 )
-                epoch_logs.update({f"val_{k}": v for k, v in val_logs.items()})
-            callbacks.on_epoch_end(epoch, epoch_logs)
-            if model.stop_training:
-                break
-        callbacks.on_train_end(logs=epoch_logs)
+            x, y = nested.to_numpy(x), nested.to_numpy(y)
+            nested.check_lengths(x, y, "training")
+            weights = user_sample_weights(y, class_weight, sample_weight)
+            if validation_data is None and validation_split:
+                count = nested.num_samples(x)
+                kept = count - int(count * validation_split)
+                if kept < count:
+                    validation_data = nested.take((x, y), slice(kept, None))
+                    x, y = nested.take((x, y), slice(0, kept))
+                    weights = None if weights is None else weights[:kept]
+            dataset = InMemoryDataset(x, y, categorical=False)
+        num_samples = len(dataset.train_data)
+        if batch_size > num_samples:
+            raise ValueError(
+                "`batch_size` must not exceed the number of training samples. "
+                f"Received: batch_size={batch_size} for {num_samples} training samples"
+            )
+        steps = steps_per_epoch or max(1, num_samples // batch_size)
+        presample = self._presample_size(batch_size)
+        self._check_distribution(batch_size, presample)
+        plan = _Plan(
+            batch_size=batch_size, presample=presample, dataset=dataset,
+            sample_weight=weights, validation_data=validation_data,
+            validation_arrays=_are_arrays(validation_data), class_weight=None,
+            shuffle=False, y=None, callbacks=[_EvaluationSignals()],
+        )
+        draw = self._compiled_draw(batch_size, presample, self._seed)
+        if draw is None or self._needs_host():
+            # Keras iterates over the step numbers; the sampler draws.
+            plan.x, plan.keras_batch_size, plan.steps_per_epoch = np.arange(steps), 1, None
+            plan.sampler = self._make_sampler(dataset, presample)
+            plan.draw = None
+        else:
+            seed = np.random.randint(2**31 - 1)
+            if isinstance(x, BaseDataset):
+                def rows(idxs):
+                    x_c, y_c = dataset.train_data[idxs]
+                    return x_c, y_c, np.ones(len(idxs), "float32")
+
+                source = candidates.ArrayCandidates(rows, num_samples, presample, steps, seed)
+                plan.x = source
+            else:
+                if weights is None:
+                    weights = np.ones(num_samples, "float32")
+                source = self.wrapper.backend.array_candidates(
+                    (x, y, weights), presample, steps, seed
+                )
+                plan.x = getattr(source, "dataset", source)
+            plan.keras_batch_size, plan.steps_per_epoch = None, None
+            plan.callbacks.append(_EpochTracker(source))
+            plan.sampler, plan.draw = None, draw
+        return plan
+
+    def _stream_plan(self, x, y, batch_size, validation_split, validation_data,
+                     class_weight, sample_weight, steps_per_epoch):
+        if self.stream_refusal:
+            raise NotImplementedError(self.stream_refusal)
+        if y is not None:
+            raise ValueError(
+                "`y` must be `None` when `x` is a stream of batches, which "
+                f"carries its targets. Received: y of type {type(y).__name__}"
+            )
+        if sample_weight is not None:
+            raise ValueError(
+                "`sample_weight` cannot be given for a stream of batches: "
+                "yield `(x, y, sample_weight)` batches instead. Received: "
+                f"sample_weight of type {type(sample_weight).__name__}"
+            )
+        if validation_split:
+            raise ValueError(
+                "`validation_split` needs array inputs; pass `validation_data` "
+                f"for a stream. Received: validation_split={validation_split}"
+            )
+        if batch_size is None:
+            batch_size = candidates.first_batch_size(x)
+            if batch_size is None:
+                raise ValueError(
+                    "`batch_size` is required for a Python generator, whose "
+                    "first batch cannot be read ahead. Received: batch_size=None"
+                )
+        _check_positive_int("batch_size", batch_size)
+        presample = self._presample_size(batch_size)
+        self._check_distribution(batch_size, presample)
+        draw = self._compiled_draw(batch_size, presample, self._seed)
+        plan = _Plan(
+            batch_size=batch_size, presample=presample,
+            x=candidates.rebatched(x, presample), y=None, keras_batch_size=None,
+            steps_per_epoch=steps_per_epoch, sample_weight=None,
+            validation_data=validation_data,
+            validation_arrays=_are_arrays(validation_data),
+            class_weight=class_weight, shuffle=True,
+            callbacks=[_EvaluationSignals()], draw=draw, sampler=None,
+        )
+        if draw is None or self._needs_host():
+            plan.dataset = _StreamCandidates()
+            plan.sampler = self._make_sampler(plan.dataset, presample)
+            plan.draw = None
+        return plan
+
+    def _needs_host(self):
+        """Whether the steps must be drawn on the host.
+
+        They are when someone listens to the signals `is.sample`, `is.score`
+        or `is.training`, whose payloads exist on the host only.
+        """
+        return bool(
+            signals.sample.receivers or signals.score.receivers
+            or signals.training.receivers
+        )
+
+    def _check_distribution(self, batch_size, presample):
+        replicas = _num_replicas(self.model)
+        for name, value in (("batch_size", batch_size), ("presample", presample)):
+            if value % replicas:
+                raise ValueError(
+                    f"`{name}` must be a multiple of the number of replicas, "
+                    f"{replicas}, since each replica draws an equal share of it. "
+                    f"Received: {name}={value}"
+                )
+
+    # Running Keras's `fit` with the importance-sampling step
+
+    def _installed(self, plan):
+        """A context in which the model's train step is the importance step."""
+        model = self.model
+        if plan.draw is not None:
+            step, inner = self._train_function(plan, compiled=True)
+            return _KerasFit(model, step, inner, _CompiledSide())
+        if _is_distributed(model):
+            raise ValueError(
+                "Steps drawn on the host (for `ApproximateImportanceTraining`, "
+                "`adaptive_smoothing=True` or receivers of the `is.sample`, "
+                "`is.score` or `is.training` signals) run on one device. "
+                "Received: a model distributed over several devices"
+            )
+        if model.steps_per_execution > 1:
+            warnings.warn(
+                "Steps drawn on the host run one step per call of the train "
+                "function; `steps_per_execution="
+                f"{model.steps_per_execution}` is ignored.",
+                UserWarning,
+                stacklevel=3,
+            )
+        step, inner = self._train_function(plan, compiled=False)
+        host = _HostSide(self.wrapper, plan.sampler, plan.batch_size,
+                         plan.sample_weight, getattr(plan, "dataset", None))
+        return _KerasFit(model, step, inner, host)
+
+    def _train_function(self, plan, compiled):
+        """The train step and Keras's train function for `plan`, built once.
+
+        They are kept across calls of `fit` with the same batch size,
+        presample and compilation of the model, as `keras.Model.fit` keeps
+        its train function, so that they are traced once.
+        """
+        model = self.model
+        key = (compiled, plan.batch_size, plan.presample, model.steps_per_execution,
+               model.jit_compile, id(model.optimizer))
+        if key not in self._train_functions:
+            step = WeightedStep(self.wrapper, return_scores=not compiled)
+            train_step = self.wrapper.backend.make_train_step(
+                model, step, plan.draw if compiled else None
+            )
+            with installed_train_step(model, train_step):
+                model.make_train_function(force=True)
+                self._train_functions[key] = (step, train_step, model.train_function)
+        _, train_step, inner = self._train_functions[key]
+        return train_step, inner
+
+    @property
+    def trace_counts(self):
+        """Number of traces of the compiled functions, by name.
+
+        `train` counts the traces of the train steps (each of which also
+        scores and draws, when the batch is drawn in the step), `score` the
+        traces of the host samplers' scoring.
+        """
+        return {
+            "train": sum(step.traces for step, _, _ in self._train_functions.values()),
+            "score": self.wrapper.score_traces,
+        }
+
+
+def _are_arrays(data):
+    return data is not None and not candidates.is_stream(
+        keras.utils.unpack_x_y_sample_weight(tuple(data))[0]
+        if isinstance(data, (tuple, list)) else data
+    )
+
+
+class _CompiledSide:
+    """What runs on the host around a step drawn in the train step."""
+
+    def __call__(self, train_function, args, backend_module):
+        logs, rest = backend_module.split_outputs(train_function(*args))
+        logs = dict(logs)
+        if float(logs.pop(USABLE)) < 1:
+            warn_uniform_fallback()
+        return backend_module.join_outputs(logs, rest)
+
+
+class _HostSide:
+    """Draw each step's batch on the host with a sampler, and feed it back.
+
+    Args:
+        wrapper: The `OracleWrapper` of the model.
+        sampler: The `BaseSampler` that draws the batches.
+        batch_size: The number of items of a step.
+        sample_weight: The user's weight of every training sample, or `None`.
+        stream: The `_StreamCandidates` that the sampler draws from, when
+            the candidates come from a stream.
+    """
+
+    def __init__(self, wrapper, sampler, batch_size, sample_weight, stream):
+        self.wrapper = wrapper
+        self.sampler = sampler
+        self.batch_size = batch_size
+        self.sample_weight = sample_weight
+        self.stream = stream if isinstance(stream, _StreamCandidates) else None
+
+    def __call__(self, train_function, args, backend_module):
+        *state, _ = args
+        if self.stream is not None:
+            self.stream.batch = backend_module.next_batch(args)
+        self.wrapper.fit_state = state
+        try:
+            batch = self.sampler.sample(self.batch_size)
+        finally:
+            self.wrapper.fit_state = None
+        weights = np.ones(self.batch_size, "float32")
+        if self.sample_weight is not None:
+            weights = self.sample_weight[batch.idxs]
+        packed = pack_batch(batch.weights, batch.metric_weights, weights)
+        outputs = train_function(*state, backend_module.one_batch((batch.x, batch.y, packed)))
+        logs, rest = backend_module.split_outputs(outputs)
+        logs = dict(logs)
+        logs.pop(USABLE)
+        logs, scores = announce_step(logs, logs.pop(SCORES))
+        self.sampler.update(batch.idxs, scores)
+        return backend_module.join_outputs(logs, rest)
+
+
+class _KerasFit:
+    """Run `keras.Model.fit` with another train step, then restore the model.
+
+    `inner`, the train function that Keras built from `train_step`, is
+    wrapped by `side`, which runs on the host around every call.
+    """
+
+    def __init__(self, model, train_step, inner, side):
+        backend_module = backend.get()
+
+        def train_function(*args):
+            return side(inner, args, backend_module)
+
+        self._context = installed_train_step(model, train_step, train_function)
+
+    def __enter__(self):
+        self._context.__enter__()
+        return self
+
+    def __exit__(self, *exc_info):
+        return self._context.__exit__(*exc_info)
 
 
 class ImportanceTraining(_BaseImportanceTraining):
@@ -413,19 +684,22 @@ class ImportanceTraining(_BaseImportanceTraining):
         _check_positive_int("forward_batch_size", forward_batch_size)
         self.forward_batch_size = forward_batch_size
 
-    def _make_sampler(self, dataset):
+    def _make_sampler(self, dataset, presample):
         sampler = ModelSampler(
             dataset, self.reweighting, self.wrapper,
-            large_batch=self.presample,
+            large_batch=presample,
             forward_batch_size=self.forward_batch_size,
         )
         return _smoothed(sampler, self.smooth, self.adaptive_smoothing)
 
-    def _fused_sampling(self):
+    def _compiled_draw(self, batch_size, presample, seed):
         # The adaptive smoothing keeps a moving average on the host.
         if self.adaptive_smoothing and self.smooth > 0:
             return None
-        return FusedSampling(self.presample, self.forward_batch_size, self.smooth)
+        return ImportanceDraw(
+            self.wrapper, self.reweighting, batch_size, presample,
+            self.forward_batch_size, self.smooth, seed,
+        )
 
 
 class ApproximateImportanceTraining(_BaseImportanceTraining):
@@ -455,19 +729,13 @@ class ApproximateImportanceTraining(_BaseImportanceTraining):
                  presample=2048):
         super().__init__(model, k, smooth, adaptive_smoothing, presample)
 
-    def _make_sampler(self, dataset):
-        sampler = LSTMSampler(dataset, self.reweighting, presample=self.presample)
+    stream_refusal = (
+        "ApproximateImportanceTraining cannot train from a stream: its "
+        "loss predictor keeps a history per training sample and needs the "
+        "class of every sample, which a stream does not provide. Use "
+        "`fit` with arrays, or `ImportanceTraining`."
+    )
+
+    def _make_sampler(self, dataset, presample):
+        sampler = LSTMSampler(dataset, self.reweighting, presample=presample)
         return _smoothed(sampler, self.smooth, self.adaptive_smoothing)
-
-    def fit_generator(self, *args, **kwargs):
-        """Not supported: the loss predictor needs random access to the data.
-
-        Raises:
-            NotImplementedError: always.
-        """
-        raise NotImplementedError(
-            "ApproximateImportanceTraining cannot train from a generator: its "
-            "loss predictor keeps a history per training sample and needs the "
-            "class of every sample, which a stream does not provide. Use "
-            "`fit` with arrays, or `ImportanceTraining.fit_generator`."
-        )

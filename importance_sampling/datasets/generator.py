@@ -1,16 +1,19 @@
 """Datasets streamed from a generator, a `PyDataset` or a `tf.data.Dataset`."""
 
 import keras
-import tensorflow as tf
 from keras import tree
-from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
 
 from importance_sampling.datasets.base import BaseDataset
+from importance_sampling.keras_internals import PyDatasetAdapter
 from importance_sampling.utils import nested
 
 
+def _is_tf_dataset(data):
+    return type(data).__module__.startswith("tensorflow")
+
+
 def _is_batch_source(data):
-    return isinstance(data, (keras.utils.PyDataset, tf.data.Dataset))
+    return isinstance(data, keras.utils.PyDataset) or _is_tf_dataset(data)
 
 
 def _py_dataset_batches(py_dataset):
@@ -33,14 +36,15 @@ def _py_dataset_batches(py_dataset):
 def _tf_dataset_batches(dataset):
     """Read a `tf.data.Dataset` on, starting it again only once it is exhausted."""
     while True:
-        yield from dataset.as_numpy_iterator()
+        for batch in dataset:
+            yield tree.map_structure(keras.ops.convert_to_numpy, batch)
 
 
 def batches_of(source):
     """An iterator of `(x, y)` batches from any supported source."""
     if isinstance(source, keras.utils.PyDataset):
         return _py_dataset_batches(source)
-    if isinstance(source, tf.data.Dataset):
+    if _is_tf_dataset(source):
         return _tf_dataset_batches(source)
     return iter(source)
 
@@ -49,7 +53,7 @@ def num_batches(source):
     """The number of batches of a finite `PyDataset` or `tf.data.Dataset`, else `None`."""
     if isinstance(source, keras.utils.PyDataset):
         return source.num_batches
-    if isinstance(source, tf.data.Dataset):
+    if _is_tf_dataset(source):
         cardinality = int(source.cardinality())
         return cardinality if cardinality > 0 else None
     return None
@@ -142,6 +146,7 @@ class GeneratorDataset(BaseDataset):
     random_access = False
 
     def __init__(self, train_data, test_data=None, test_data_length=None):
+        self.stream = train_data
         self._stream = _BatchStream(batches_of(train_data))
         self.batches_per_pass = num_batches(train_data)
         self._test_data = test_data

@@ -1,16 +1,12 @@
 """Datasets held in memory as NumPy arrays."""
 
 import numpy as np
-
-import tensorflow as tf
 from keras import tree
 
 from importance_sampling.datasets.base import BaseDataset, as_batch
 from importance_sampling.utils import nested
 
 
-# Draws of at least this many bytes are gathered as tensors (see `_draw`).
-TENSOR_DRAW_BYTES = 2**20
 
 
 def _to_categorical(y, num_classes):
@@ -58,7 +54,6 @@ class InMemoryDataset(BaseDataset):
                 y_train = _to_categorical(y_train, num_classes)
                 y_test = None if y_test is None else _to_categorical(y_test, num_classes)
         self._data = {"train": (x_train, y_train), "test": (x_test, y_test)}
-        self._tensors = {}
 
     @classmethod
     def from_loadable(cls, loadable, categorical=True):
@@ -78,37 +73,6 @@ class InMemoryDataset(BaseDataset):
         if x is None:
             raise IndexError(f"The dataset has no {split} data.")
         return as_batch((x, y), idxs)
-
-    def _draw(self, split, count, rng):
-        """Draw `count` samples; large draws are gathered as tensors.
-
-        Converting a freshly gathered NumPy array of several megabytes into
-        a tensor costs far more than gathering it (about 3 ms for 1024 MNIST
-        images), so draws of at least `TENSOR_DRAW_BYTES` are gathered from
-        a tensor copy of the split, made at the first such draw, into tensors
-        that the compiled steps take as they are. Smaller draws, such as a
-        batch, are gathered faster with NumPy.
-        """
-        idxs = rng.integers(0, self._size(split), size=count)
-        data = self._data[split]
-        sample_bytes = sum(a[:1].nbytes for a in tree.flatten(data))
-        if count * sample_bytes >= TENSOR_DRAW_BYTES:
-            data = self.tensors(split)
-        x, y = nested.take(data, idxs)
-        return idxs, x, y
-
-    def tensors(self, split="train"):
-        """The split `(x, y)` as tensors: a copy of its arrays, made once.
-
-        The tensors are kept in host memory, as `keras.Model.fit` keeps the
-        arrays, so that data larger than an accelerator's memory still fit.
-        """
-        if split not in self._tensors:
-            with tf.device("CPU:0"):
-                self._tensors[split] = tree.map_structure(
-                    tf.convert_to_tensor, self._data[split]
-                )
-        return self._tensors[split]
 
     def _size(self, split):
         x, _ = self._data[split]

@@ -15,8 +15,7 @@ import numpy as np
 
 # Keras' own readers of its dataset files: the CIFAR pickles and the `.npz`
 # files of ragged sequences, both with a restricted unpickler.
-from keras.src.datasets.cifar import load_batch
-from keras.src.datasets.npz_utils import load_npz
+from importance_sampling.keras_internals import load_batch, load_npz
 
 from importance_sampling.datasets.in_memory import InMemoryDataset
 

@@ -2,8 +2,8 @@
 
 import keras
 import numpy as np
-from keras.src.trainers.trainer import model_supports_jit
 
+from importance_sampling.keras_internals import model_supports_jit
 from importance_sampling.samplers.base import BaseSampler, Candidates
 from importance_sampling.samplers.labels import class_labels
 

@@ -3,6 +3,8 @@
 import keras
 from keras import ops, tree
 
+from importance_sampling import keras_internals
+
 
 def _align_ranks(y_true, y_pred):
     """Expand the lower-rank side when ranks differ by one over a unit axis.
@@ -97,25 +99,31 @@ class ModelLoss:
     in the order of the outputs or a dict keyed by output name.
 
     Args:
-        model: A compiled `keras.Model` whose compiled loss has been built
-            (by one call of `model.compute_loss`).
+        model: A compiled `keras.Model`.
 
     Raises:
-        ValueError: for a model compiled without a loss, or with losses
-            nested deeper than one list or dict.
+        ValueError: at the first call, for a model compiled without a loss,
+            or with losses nested deeper than one list or dict.
     """
 
     def __init__(self, model):
-        compile_loss = model._compile_loss
-        if compile_loss is None or not compile_loss._flat_losses:
+        self.model = model
+        self.terms = None
+        self._output_names = None
+
+    def _resolve(self, y_true, y_pred):
+        """Read the compiled losses, building them for `y_true` and `y_pred`."""
+        model = self.model
+        output_names, entries = keras_internals.compiled_losses(model, y_true, y_pred)
+        if not entries:
             raise ValueError(
                 "Importance training scores samples with the compiled loss; "
                 f"compile the model {model.name!r} with `loss=...`. "
                 "Received: a model compiled without a loss"
             )
-        self._output_names = list(compile_loss.output_names or [])
-        self.terms = []
-        for entry in compile_loss._flat_losses:
+        self._output_names = output_names
+        terms = []
+        for entry in entries:
             if len(entry.path) > 1:
                 raise ValueError(
                     "Importance training supports losses given as one loss, "
@@ -124,10 +132,13 @@ class ModelLoss:
                 )
             key = entry.path[0] if entry.path else None
             weight = 1.0 if entry.loss_weights is None else float(entry.loss_weights)
-            self.terms.append((key, per_sample_loss(entry.loss), weight))
+            terms.append((key, per_sample_loss(entry.loss), weight))
+        self.terms = terms
 
     def output_losses(self, y_true, y_pred):
         """The per-sample loss of each output, unweighted, in a list."""
+        if self.terms is None:
+            self._resolve(y_true, y_pred)
         losses = []
         for key, loss_fn, _ in self.terms:
             if key is None:

@@ -1,15 +1,14 @@
 """Indexing of data given as an array or a list or dict of arrays."""
 
 import numpy as np
-import tensorflow as tf
-from keras import tree
+from keras import ops, tree
 
 
 def _rows(array, idxs):
     """`array[idxs]`, also for a tensor indexed by an array or a tensor of indices."""
-    if tf.is_tensor(array) and (isinstance(idxs, (np.ndarray, list)) or tf.is_tensor(idxs)):
-        return tf.gather(array, idxs)
-    return array[idxs]
+    if isinstance(array, np.ndarray) or isinstance(idxs, (slice, int, np.integer)):
+        return array[idxs]
+    return ops.take(array, idxs, axis=0)
 
 
 def take(data, idxs):

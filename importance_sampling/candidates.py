@@ -1,0 +1,178 @@
+"""The candidates that Keras's `fit` hands the importance-sampling step.
+
+- From arrays (or any dataset with random access), `ArrayCandidates` draws
+  `presample` indices uniformly with replacement for every step, from the
+  library's own random stream: an epoch is `steps_per_epoch` optimizer
+  steps (`N // batch_size` by default), whatever `shuffle` says, and the
+  candidates of step `i` of epoch `e` depend only on the seed, `e` and `i`,
+  so that a run resumed at an epoch draws as the uninterrupted run.
+- From a stream (a `tf.data.Dataset`, a `keras.utils.PyDataset`, a Python
+  generator or a `torch.utils.data.DataLoader`), `rebatched()` regroups the
+  stream into batches of `presample` samples: an epoch is one pass over the
+  stream, `presample` samples a step.
+"""
+
+import math
+import types
+
+import keras
+import numpy as np
+
+from importance_sampling import keras_internals
+from importance_sampling.utils import nested
+
+
+def is_stream(x):
+    """Whether `x` is a stream of batches rather than arrays."""
+    return not keras_internals.can_convert_arrays((x,))
+
+
+class ArrayCandidates(keras.utils.PyDataset):
+    """Uniformly drawn candidates from data with random access, a batch a step.
+
+    Args:
+        draw: A function of an integer array of indices returning the rows
+            `(x, y, sample_weight)` at those indices.
+        num_samples: The number of training samples.
+        presample: The number of candidates of a step.
+        steps: The number of steps of an epoch.
+        seed: The seed of the draws.
+    """
+
+    def __init__(self, draw, num_samples, presample, steps, seed):
+        super().__init__()
+        self._draw = draw
+        self.num_samples = num_samples
+        self.presample = presample
+        self.steps = steps
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self):
+        return self.steps
+
+    def indices(self, step):
+        """The training-set indices of the candidates of `step` of this epoch."""
+        rng = np.random.default_rng([self.seed, self.epoch, step])
+        return rng.integers(0, self.num_samples, size=self.presample)
+
+    def __getitem__(self, step):
+        # Keras reads nested batches of a `PyDataset` as tuples, not lists.
+        return keras.tree.lists_to_tuples(self._draw(self.indices(step)))
+
+
+def array_candidates(data, presample, steps, seed):
+    """`ArrayCandidates` over arrays `(x, y, sample_weight)`."""
+
+    def draw(idxs):
+        return nested.take(data, idxs)
+
+    return ArrayCandidates(draw, nested.num_samples(data[0]), presample, steps, seed)
+
+
+class _RebatchedPyDataset(keras.utils.PyDataset):
+    """A `PyDataset` read in batches of `size` samples.
+
+    The source's batches must all have the size of its first batch, except
+    its last one, as `keras.Model.fit` expects of a `PyDataset`.
+    """
+
+    def __init__(self, source, size):
+        super().__init__(
+            workers=source.workers,
+            use_multiprocessing=source.use_multiprocessing,
+            max_queue_size=source.max_queue_size,
+        )
+        self.source = source
+        self.size = size
+        count = source.num_batches
+        self._source_batch = nested.num_samples(tuple(source[0]))
+        last = nested.num_samples(tuple(source[count - 1]))
+        self._num_samples = (count - 1) * self._source_batch + last
+        self._cached = (None, None)
+
+    def __len__(self):
+        return math.ceil(self._num_samples / self.size)
+
+    def _source_rows(self, index):
+        if self._cached[0] != index:
+            self._cached = (index, tuple(self.source[index]))
+        return self._cached[1]
+
+    def __getitem__(self, index):
+        start = index * self.size
+        stop = min(start + self.size, self._num_samples)
+        parts = []
+        while start < stop:
+            batch, offset = divmod(start, self._source_batch)
+            rows = min(stop - start, self._source_batch - offset)
+            parts.append(nested.take(self._source_rows(batch), slice(offset, offset + rows)))
+            start += rows
+        return nested.concatenate(parts)
+
+    def on_epoch_end(self):
+        self.source.on_epoch_end()
+
+
+def _rebatched_iterator(batches, size):
+    """Regroup an iterator of batches into batches of `size` samples."""
+    parts, count = [], 0
+    for batch in batches:
+        batch = tuple(keras.tree.map_structure(np.asarray, tuple(batch)))
+        parts.append(batch)
+        count += nested.num_samples(batch)
+        while count >= size:
+            joined = nested.concatenate(parts)
+            yield nested.take(joined, slice(0, size))
+            rest = nested.take(joined, slice(size, None))
+            count -= size
+            parts = [rest] if count else []
+    if parts:
+        yield nested.concatenate(parts)
+
+
+def _rebatched_data_loader(loader, size):
+    import torch
+
+    class Rebatched(torch.utils.data.IterableDataset):
+        def __iter__(self):
+            return _rebatched_iterator(loader, size)
+
+    return torch.utils.data.DataLoader(Rebatched(), batch_size=None)
+
+
+def rebatched(stream, size):
+    """The stream `stream` regrouped into batches of `size` samples.
+
+    Raises:
+        ValueError: for a stream of a kind that Keras's `fit` does not read.
+    """
+    if isinstance(stream, keras.utils.PyDataset):
+        return _RebatchedPyDataset(stream, size)
+    if isinstance(stream, types.GeneratorType):
+        return _rebatched_iterator(stream, size)
+    module = type(stream).__module__
+    if module.startswith("tensorflow"):
+        return stream.rebatch(size)
+    if module.startswith("torch"):
+        return _rebatched_data_loader(stream, size)
+    raise ValueError(
+        "`x` must be arrays (or lists or dicts of arrays), a `tf.data.Dataset`, "
+        "a `keras.utils.PyDataset`, a Python generator or a "
+        f"`torch.utils.data.DataLoader`. Received: x of type {type(stream).__name__}"
+    )
+
+
+def first_batch_size(stream):
+    """The number of samples in the first batch of `stream`, read without consuming it.
+
+    Returns:
+        An integer, or `None` when it cannot be read without consuming the
+        stream (a Python generator).
+    """
+    if isinstance(stream, keras.utils.PyDataset):
+        return nested.num_samples(tuple(stream[0]))
+    if isinstance(stream, types.GeneratorType):
+        return None
+    batch = keras.tree.map_structure(np.asarray, tuple(next(iter(stream))))
+    return nested.num_samples(batch)

@@ -1,0 +1,71 @@
+"""Every private part of Keras that the library uses, in one place.
+
+Keras 3 has no public API for these; each is named here so that a change in
+Keras breaks one module, and the minimum Keras version in `pyproject.toml` is
+the oldest one that has them all.
+"""
+
+from keras.src.datasets.cifar import load_batch  # noqa: F401 (re-exported)
+from keras.src.datasets.npz_utils import load_npz  # noqa: F401 (re-exported)
+from keras.src.losses.loss import unscale_loss_for_distribution  # noqa: F401
+from keras.src.trainers.data_adapters.py_dataset_adapter import (  # noqa: F401
+    PyDatasetAdapter,
+)
+from keras.src.trainers.data_adapters.array_data_adapter import (  # noqa: F401
+    can_convert_arrays,
+)
+from keras.src.trainers.trainer import model_supports_jit  # noqa: F401
+
+
+def compiled_losses(model, y_true, y_pred):
+    """The compiled loss of `model`: `(output_names, entries)`.
+
+    Each entry has `path` (its place in the `loss` of `compile`), `loss` and
+    `loss_weights`. `entries` is empty for a model compiled without a loss.
+    The compiled loss is built for `y_true` and `y_pred` if it is not yet.
+    """
+    compile_loss = model._compile_loss
+    if compile_loss is None:
+        return [], []
+    if not compile_loss.built:
+        compile_loss.build(y_true, y_pred)
+    return list(compile_loss.output_names or []), list(compile_loss._flat_losses)
+
+
+def loss_tracker(model):
+    """The metric whose result is the `loss` of the training logs."""
+    return model._loss_tracker
+
+
+def update_compiled_metrics(model, y, y_pred, metric_weights, sample_weight):
+    """Update every compiled metric, weighted by `metric_weights`.
+
+    Keras weights only the `weighted_metrics` of `compile`, by the user's
+    sample weights. Here `metric_weights` reach every metric, and the
+    `weighted_metrics` are also weighted by `sample_weight`, as in `fit`.
+    """
+    compiled = model._compile_metrics
+    if compiled is None:
+        return
+    if not compiled.built:
+        compiled.build(y, y_pred)
+    y_true, y_pred = compiled._flatten_y(y), compiled._flatten_y(y_pred)
+    for metric_lists, weights in (
+        (compiled._flat_metrics, metric_weights),
+        (compiled._flat_weighted_metrics, metric_weights * sample_weight),
+    ):
+        for metrics, y_t, y_p in zip(metric_lists, y_true, y_pred):
+            if metrics is not None:
+                metrics.update_state(y_t, y_p, sample_weight=weights)
+
+
+def take_initial_epoch(model):
+    """The epoch that `BackupAndRestore` asks `fit` to resume from, or `None`."""
+    return model._initial_epoch
+
+
+def compute_loss(model, x, y, y_pred, sample_weight):
+    """`model.compute_loss` in training mode, also for overrides without `training`."""
+    return model._compute_loss(
+        x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True
+    )
