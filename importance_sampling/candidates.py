@@ -61,13 +61,39 @@ class ArrayCandidates(keras.utils.PyDataset):
         return keras.tree.lists_to_tuples(self._draw(self.indices(step)))
 
 
-def array_candidates(data, presample, steps, seed):
-    """`ArrayCandidates` over arrays `(x, y, sample_weight)`."""
+class HostArraySource:
+    """Candidates from arrays, gathered on the host by `ArrayCandidates`.
 
-    def draw(idxs):
-        return nested.take(data, idxs)
+    A source of candidates from arrays gives Keras's `fit` what to iterate
+    over (`load()`) and turns each batch that `fit` hands the train step into
+    the candidates `(x, y, sample_weight)` (`rows()`, traceable). This one
+    hands `fit` the candidates themselves.
+    """
 
-    return ArrayCandidates(draw, nested.num_samples(data[0]), presample, steps, seed)
+    candidates = None
+
+    def load(self, data, presample, steps, seed):
+        """What `fit` iterates over: `steps` batches of `presample` candidates."""
+
+        def draw(idxs):
+            return nested.take(data, idxs)
+
+        self.candidates = ArrayCandidates(
+            draw, nested.num_samples(data[0]), presample, steps, seed
+        )
+        return self.candidates
+
+    def set_epoch(self, epoch):
+        """Draw the candidates of epoch `epoch` from now on."""
+        self.candidates.epoch = epoch
+
+    @staticmethod
+    def rows(batch):
+        return batch
+
+    def release(self):
+        """Forget the arrays."""
+        self.candidates = None
 
 
 class _RebatchedPyDataset(keras.utils.PyDataset):

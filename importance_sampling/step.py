@@ -76,17 +76,21 @@ class ImportanceDraw:
             scores the candidates in inference mode.
         reweighting: A policy with `draw_weights(positions, scores, xp)`.
         batch_size: The number of items of a step, over all replicas.
-        forward_batch_size: Batch size of the scoring forward passes.
-        smooth: Added to every score before the batch is drawn.
         presample: The number of candidates of a step, over all replicas
             (fewer at the end of a stream).
+        forward_batch_size: Batch size of the scoring forward passes.
+        smooth: Added to every score before the batch is drawn.
         seed: An integer, the seed of the draws. The draw of a step is
             seeded with `(seed, optimizer.iterations)`, so that a run resumed
             from a checkpoint draws as the uninterrupted run would.
+        rows: A function turning the batch that Keras hands the step into
+            the candidates `(x, y, sample_weight)`, traceable. Defaults to
+            the batch itself.
     """
 
     def __init__(self, scorer, reweighting, batch_size, presample,
-                 forward_batch_size=128, smooth=0.0, seed=0):
+                 forward_batch_size=128, smooth=0.0, seed=0, rows=None):
+        self.rows = rows
         self.scorer = scorer
         self.reweighting = reweighting
         self.batch_size = batch_size
@@ -107,6 +111,8 @@ class ImportanceDraw:
         Returns:
             A `Draw` of `batch_size / num_replicas` items.
         """
+        if self.rows is not None:
+            data = self.rows(data)
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         count = ops.shape(keras.tree.flatten(x)[0])[0]
         if sample_weight is None:

@@ -15,11 +15,12 @@ data adapters, `steps_per_execution` and distribution.
 """
 
 import warnings
+from typing import Any, Callable, NamedTuple
 
 import keras
 import numpy as np
 
-from importance_sampling import backend, candidates, keras_internals, signals
+from importance_sampling import candidates, signals
 from importance_sampling.datasets import BaseDataset, InMemoryDataset
 from importance_sampling.model_wrappers import (
     OracleWrapper,
@@ -118,14 +119,14 @@ class _StreamCandidates(BaseDataset):
 
 
 class _EpochTracker(keras.callbacks.Callback):
-    """Tell the candidates which epoch is running."""
+    """Tell a source of candidates from arrays which epoch is running."""
 
-    def __init__(self, array_candidates):
+    def __init__(self, source):
         super().__init__()
-        self.array_candidates = array_candidates
+        self.source = source
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.array_candidates.epoch = epoch
+        self.source.set_epoch(epoch)
 
 
 class _Plan:
@@ -138,10 +139,9 @@ class _Plan:
 class _BaseImportanceTraining:
     """The `fit` shared by all importance training classes.
 
-    Subclasses implement `_make_sampler(dataset, presample)`, the sampler of the steps
-    drawn on the host, and may implement `_compiled_draw(batch_size,
-    presample, seed)`, an `ImportanceDraw` for steps drawn inside the train
-    step.
+    Subclasses implement `_make_sampler(dataset, presample)`, the sampler of
+    the steps drawn on the host, and may implement `_draw_settings()`, for
+    steps drawn inside the train step by an `ImportanceDraw`.
 
     Args:
         model: A compiled `keras.Model`, trained in place.
@@ -167,15 +167,20 @@ class _BaseImportanceTraining:
         self.presample = presample
         self.wrapper = OracleWrapper(model, self.reweighting)
         self._seed = np.random.randint(2**31 - 1)
-        self._train_functions = {}
+        self._built_steps = {}
 
     stream_refusal = None
 
     def _make_sampler(self, dataset, presample):
         raise NotImplementedError
 
-    def _compiled_draw(self, batch_size, presample, seed):
-        """The `ImportanceDraw` of a step drawn in the train step, or `None`."""
+    def _draw_settings(self):
+        """The settings of the `ImportanceDraw` of a step drawn in the train step.
+
+        Returns:
+            A tuple of `(name, value)` pairs of keyword arguments, or `None`
+            when the batches are drawn on the host by the sampler.
+        """
         return None
 
     def _presample_size(self, batch_size):
@@ -257,18 +262,12 @@ class _BaseImportanceTraining:
         )
         if validation_batch_size is None and plan.validation_arrays:
             validation_batch_size = plan.batch_size
-        with self._installed(plan):
-            return self.model.fit(
-                plan.x, plan.y, batch_size=plan.keras_batch_size, epochs=epochs,
-                verbose=verbose,
-                callbacks=list(callbacks or []) + plan.callbacks,
-                validation_data=plan.validation_data, shuffle=plan.shuffle and shuffle,
-                class_weight=plan.class_weight, initial_epoch=initial_epoch,
-                steps_per_epoch=plan.steps_per_epoch,
-                validation_steps=validation_steps,
-                validation_batch_size=validation_batch_size,
-                validation_freq=validation_freq,
-            )
+        return self._run(plan, epochs, callbacks, dict(
+            verbose=verbose, shuffle=shuffle, initial_epoch=initial_epoch,
+            validation_steps=validation_steps,
+            validation_batch_size=validation_batch_size,
+            validation_freq=validation_freq,
+        ))
 
     def fit_generator(self, train, steps_per_epoch=None, batch_size=32, epochs=1,
                       verbose=1, callbacks=None, validation_data=None,
@@ -352,14 +351,18 @@ class _BaseImportanceTraining:
                 f"Received: validation_split={validation_split}"
             )
         if isinstance(x, BaseDataset) or not candidates.is_stream(x):
-            return self._array_plan(
+            plan = self._array_plan(
                 x, y, batch_size, validation_split, validation_data,
                 class_weight, sample_weight, steps_per_epoch,
             )
-        return self._stream_plan(
-            x, y, batch_size, validation_split, validation_data, class_weight,
-            sample_weight, steps_per_epoch,
-        )
+        else:
+            plan = self._stream_plan(
+                x, y, batch_size, validation_split, validation_data, class_weight,
+                sample_weight, steps_per_epoch,
+            )
+        plan.validation_arrays = _are_arrays(plan.validation_data)
+        self._check_distribution(plan)
+        return plan
 
     def _array_plan(self, x, y, batch_size, validation_split, validation_data,
                     class_weight, sample_weight, steps_per_epoch):
@@ -367,7 +370,7 @@ class _BaseImportanceTraining:
             batch_size = 32
         _check_positive_int("batch_size", batch_size)
         if isinstance(x, BaseDataset):
-            dataset, weights = x, None
+            dataset, arrays = x, None
         else:
             if y is None:
                 raise ValueError(
@@ -376,55 +379,30 @@ class _BaseImportanceTraining:
             x, y = nested.to_numpy(x), nested.to_numpy(y)
             nested.check_lengths(x, y, "training")
             weights = user_sample_weights(y, class_weight, sample_weight)
+            if weights is None:
+                weights = np.ones(nested.num_samples(x), "float32")
             if validation_data is None and validation_split:
                 count = nested.num_samples(x)
                 kept = count - int(count * validation_split)
                 if kept < count:
                     validation_data = nested.take((x, y), slice(kept, None))
-                    x, y = nested.take((x, y), slice(0, kept))
-                    weights = None if weights is None else weights[:kept]
-            dataset = InMemoryDataset(x, y, categorical=False)
+                    x, y, weights = nested.take((x, y, weights), slice(0, kept))
+            dataset, arrays = InMemoryDataset(x, y, categorical=False), (x, y, weights)
         num_samples = len(dataset.train_data)
         if batch_size > num_samples:
             raise ValueError(
                 "`batch_size` must not exceed the number of training samples. "
                 f"Received: batch_size={batch_size} for {num_samples} training samples"
             )
-        steps = steps_per_epoch or max(1, num_samples // batch_size)
-        presample = self._presample_size(batch_size)
-        self._check_distribution(batch_size, presample)
-        plan = _Plan(
-            batch_size=batch_size, presample=presample, dataset=dataset,
-            sample_weight=weights, validation_data=validation_data,
-            validation_arrays=_are_arrays(validation_data), class_weight=None,
-            shuffle=False, y=None, callbacks=[_EvaluationSignals()],
+        # Variables made while tracing would make the step trace twice.
+        self.wrapper.build(*dataset.train_data[:1])
+        host = not self._draws_in_step()
+        return _Plan(
+            kind="host" if host else "arrays", batch_size=batch_size,
+            presample=self._presample_size(batch_size), dataset=dataset,
+            arrays=arrays, steps=steps_per_epoch or max(1, num_samples // batch_size),
+            validation_data=validation_data, class_weight=None,
         )
-        draw = self._compiled_draw(batch_size, presample, self._seed)
-        if draw is None or self._needs_host():
-            # Keras iterates over the step numbers; the sampler draws.
-            plan.x, plan.keras_batch_size, plan.steps_per_epoch = np.arange(steps), 1, None
-            plan.sampler = self._make_sampler(dataset, presample)
-            plan.draw = None
-        else:
-            seed = np.random.randint(2**31 - 1)
-            if isinstance(x, BaseDataset):
-                def rows(idxs):
-                    x_c, y_c = dataset.train_data[idxs]
-                    return x_c, y_c, np.ones(len(idxs), "float32")
-
-                source = candidates.ArrayCandidates(rows, num_samples, presample, steps, seed)
-                plan.x = source
-            else:
-                if weights is None:
-                    weights = np.ones(num_samples, "float32")
-                source = self.wrapper.backend.array_candidates(
-                    (x, y, weights), presample, steps, seed
-                )
-                plan.x = getattr(source, "dataset", source)
-            plan.keras_batch_size, plan.steps_per_epoch = None, None
-            plan.callbacks.append(_EpochTracker(source))
-            plan.sampler, plan.draw = None, draw
-        return plan
 
     def _stream_plan(self, x, y, batch_size, validation_split, validation_data,
                      class_weight, sample_weight, steps_per_epoch):
@@ -455,92 +433,135 @@ class _BaseImportanceTraining:
                 )
         _check_positive_int("batch_size", batch_size)
         presample = self._presample_size(batch_size)
-        self._check_distribution(batch_size, presample)
-        draw = self._compiled_draw(batch_size, presample, self._seed)
-        plan = _Plan(
-            batch_size=batch_size, presample=presample,
-            x=candidates.rebatched(x, presample), y=None, keras_batch_size=None,
-            steps_per_epoch=steps_per_epoch, sample_weight=None,
-            validation_data=validation_data,
-            validation_arrays=_are_arrays(validation_data),
-            class_weight=class_weight, shuffle=True,
-            callbacks=[_EvaluationSignals()], draw=draw, sampler=None,
+        host = not self._draws_in_step()
+        return _Plan(
+            kind="host" if host else "stream", batch_size=batch_size,
+            presample=presample, dataset=_StreamCandidates() if host else None,
+            stream=candidates.rebatched(x, presample), steps=steps_per_epoch,
+            validation_data=validation_data, class_weight=class_weight,
         )
-        if draw is None or self._needs_host():
-            plan.dataset = _StreamCandidates()
-            plan.sampler = self._make_sampler(plan.dataset, presample)
-            plan.draw = None
-        return plan
 
-    def _needs_host(self):
-        """Whether the steps must be drawn on the host.
+    def _draws_in_step(self):
+        """Whether the batches are drawn inside the train step.
 
-        They are when someone listens to the signals `is.sample`, `is.score`
-        or `is.training`, whose payloads exist on the host only.
+        They are drawn on the host by a sampler when the training class has
+        no `ImportanceDraw`, or when someone listens to the signals
+        `is.sample`, `is.score` or `is.training`, whose payloads exist on
+        the host only.
         """
-        return bool(
-            signals.sample.receivers or signals.score.receivers
-            or signals.training.receivers
-        )
+        listened = (signals.sample.receivers or signals.score.receivers
+                    or signals.training.receivers)
+        return self._draw_settings() is not None and not listened
 
-    def _check_distribution(self, batch_size, presample):
+    def _check_distribution(self, plan):
         replicas = _num_replicas(self.model)
-        for name, value in (("batch_size", batch_size), ("presample", presample)):
+        for name in ("batch_size", "presample"):
+            value = getattr(plan, name)
             if value % replicas:
                 raise ValueError(
                     f"`{name}` must be a multiple of the number of replicas, "
                     f"{replicas}, since each replica draws an equal share of it. "
                     f"Received: {name}={value}"
                 )
-
-    # Running Keras's `fit` with the importance-sampling step
-
-    def _installed(self, plan):
-        """A context in which the model's train step is the importance step."""
-        model = self.model
-        if plan.draw is not None:
-            step, inner = self._train_function(plan, compiled=True)
-            return _KerasFit(model, step, inner, _CompiledSide())
-        if _is_distributed(model):
+        if plan.kind == "host" and _is_distributed(self.model):
             raise ValueError(
                 "Steps drawn on the host (for `ApproximateImportanceTraining`, "
                 "`adaptive_smoothing=True` or receivers of the `is.sample`, "
                 "`is.score` or `is.training` signals) run on one device. "
                 "Received: a model distributed over several devices"
             )
-        if model.steps_per_execution > 1:
-            warnings.warn(
-                "Steps drawn on the host run one step per call of the train "
-                "function; `steps_per_execution="
-                f"{model.steps_per_execution}` is ignored.",
-                UserWarning,
-                stacklevel=3,
-            )
-        step, inner = self._train_function(plan, compiled=False)
-        host = _HostSide(self.wrapper, plan.sampler, plan.batch_size,
-                         plan.sample_weight, getattr(plan, "dataset", None))
-        return _KerasFit(model, step, inner, host)
 
-    def _train_function(self, plan, compiled):
-        """The train step and Keras's train function for `plan`, built once.
+    # Running Keras's `fit` with the importance-sampling step
 
-        They are kept across calls of `fit` with the same batch size,
-        presample and compilation of the model, as `keras.Model.fit` keeps
-        its train function, so that they are traced once.
+    def _run(self, plan, epochs, callbacks, fit_kwargs):
+        """Run `keras.Model.fit` with the importance step, then restore the model."""
+        model = self.model
+        built = self._built_step(plan)
+        callbacks = list(callbacks or []) + [_EvaluationSignals()]
+        if plan.kind == "host":
+            if model.steps_per_execution > 1:
+                warnings.warn(
+                    "Steps drawn on the host run one step per call of the train "
+                    "function; `steps_per_execution="
+                    f"{model.steps_per_execution}` is ignored.",
+                    UserWarning,
+                    stacklevel=3,
+                )
+            sampler = self._make_sampler(plan.dataset, plan.presample)
+            side = _HostSide(self.wrapper, sampler, plan.batch_size, plan.arrays,
+                             plan.dataset)
+            if plan.dataset.random_access:
+                # Keras iterates over the step numbers; the sampler draws.
+                x, keras_batch_size, steps = np.arange(plan.steps), 1, None
+            else:
+                x, keras_batch_size, steps = plan.stream, None, plan.steps
+        else:
+            side = _CompiledSide()
+            callbacks.append(side)
+            keras_batch_size, steps = None, plan.steps
+            if plan.kind == "arrays":
+                x = built.source.load(
+                    self._array_data(plan), plan.presample, plan.steps,
+                    np.random.randint(2**31 - 1),
+                )
+                callbacks.append(_EpochTracker(built.source))
+                steps = None
+            else:
+                x = plan.stream
+        backend_module = self.wrapper.backend
+
+        def train_function(*args):
+            return side(built.train_function, args, backend_module)
+
+        try:
+            with installed_train_step(model, built.train_step, train_function):
+                return model.fit(
+                    x, None, batch_size=keras_batch_size, epochs=epochs,
+                    callbacks=callbacks, steps_per_epoch=steps,
+                    class_weight=plan.class_weight,
+                    validation_data=plan.validation_data, **fit_kwargs,
+                )
+        finally:
+            if built.source is not None:
+                built.source.release()
+
+    @staticmethod
+    def _array_data(plan):
+        """`(x, y, sample_weight)` of the training data of an array plan."""
+        if plan.arrays is not None:
+            return plan.arrays
+        x, y = plan.dataset.train_data[:]
+        return x, y, np.ones(len(plan.dataset.train_data), "float32")
+
+    def _built_step(self, plan):
+        """The train step of `plan` and Keras's train function, built once.
+
+        They are kept across calls of `fit` with the same kind of data, batch
+        size, presample and compilation of the model, as `keras.Model.fit`
+        keeps its train function, so that they are traced once.
         """
         model = self.model
-        key = (compiled, plan.batch_size, plan.presample, model.steps_per_execution,
-               model.jit_compile, id(model.optimizer))
-        if key not in self._train_functions:
-            step = WeightedStep(self.wrapper, return_scores=not compiled)
-            train_step = self.wrapper.backend.make_train_step(
-                model, step, plan.draw if compiled else None
-            )
+        settings = self._draw_settings()
+        key = (plan.kind, plan.batch_size, plan.presample, settings,
+               model.steps_per_execution, model.jit_compile, id(model.optimizer))
+        if key not in self._built_steps:
+            backend_module = self.wrapper.backend
+            source = backend_module.array_source() if plan.kind == "arrays" else None
+            draw = None
+            if plan.kind != "host":
+                draw = ImportanceDraw(
+                    self.wrapper, self.reweighting, plan.batch_size, plan.presample,
+                    seed=self._seed, rows=None if source is None else source.rows,
+                    **dict(settings),
+                )
+            step = WeightedStep(self.wrapper, return_scores=plan.kind == "host")
+            train_step = backend_module.make_train_step(model, step, draw)
             with installed_train_step(model, train_step):
                 model.make_train_function(force=True)
-                self._train_functions[key] = (step, train_step, model.train_function)
-        _, train_step, inner = self._train_functions[key]
-        return train_step, inner
+                self._built_steps[key] = _BuiltStep(
+                    step, train_step, model.train_function, source
+                )
+        return self._built_steps[key]
 
     @property
     def trace_counts(self):
@@ -551,9 +572,16 @@ class _BaseImportanceTraining:
         traces of the host samplers' scoring.
         """
         return {
-            "train": sum(step.traces for step, _, _ in self._train_functions.values()),
+            "train": sum(built.step.traces for built in self._built_steps.values()),
             "score": self.wrapper.score_traces,
         }
+
+
+class _BuiltStep(NamedTuple):
+    step: WeightedStep
+    train_step: Callable
+    train_function: Callable
+    source: Any
 
 
 def _are_arrays(data):
@@ -563,15 +591,28 @@ def _are_arrays(data):
     )
 
 
-class _CompiledSide:
-    """What runs on the host around a step drawn in the train step."""
+class _CompiledSide(keras.callbacks.Callback):
+    """What runs on the host around a step drawn in the train step.
+
+    Whether each step's scores were usable is read at the end of an epoch,
+    not after each step, so that the host does not wait for the steps.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._usable = []
 
     def __call__(self, train_function, args, backend_module):
         logs, rest = backend_module.split_outputs(train_function(*args))
         logs = dict(logs)
-        if float(logs.pop(USABLE)) < 1:
-            warn_uniform_fallback()
+        self._usable.append(logs.pop(USABLE))
         return backend_module.join_outputs(logs, rest)
+
+    def on_epoch_end(self, epoch, logs=None):
+        usable = [float(keras.ops.convert_to_numpy(u)) for u in self._usable]
+        self._usable = []
+        if min(usable, default=1) < 1:
+            warn_uniform_fallback()
 
 
 class _HostSide:
@@ -581,17 +622,17 @@ class _HostSide:
         wrapper: The `OracleWrapper` of the model.
         sampler: The `BaseSampler` that draws the batches.
         batch_size: The number of items of a step.
-        sample_weight: The user's weight of every training sample, or `None`.
-        stream: The `_StreamCandidates` that the sampler draws from, when
-            the candidates come from a stream.
+        arrays: `(x, y, sample_weight)` of the training data, or `None`.
+        dataset: The dataset that the sampler draws from; a
+            `_StreamCandidates` receives the candidates of each step.
     """
 
-    def __init__(self, wrapper, sampler, batch_size, sample_weight, stream):
+    def __init__(self, wrapper, sampler, batch_size, arrays, dataset):
         self.wrapper = wrapper
         self.sampler = sampler
         self.batch_size = batch_size
-        self.sample_weight = sample_weight
-        self.stream = stream if isinstance(stream, _StreamCandidates) else None
+        self.sample_weight = None if arrays is None else arrays[2]
+        self.stream = dataset if isinstance(dataset, _StreamCandidates) else None
 
     def __call__(self, train_function, args, backend_module):
         *state, _ = args
@@ -613,29 +654,6 @@ class _HostSide:
         logs, scores = announce_step(logs, logs.pop(SCORES))
         self.sampler.update(batch.idxs, scores)
         return backend_module.join_outputs(logs, rest)
-
-
-class _KerasFit:
-    """Run `keras.Model.fit` with another train step, then restore the model.
-
-    `inner`, the train function that Keras built from `train_step`, is
-    wrapped by `side`, which runs on the host around every call.
-    """
-
-    def __init__(self, model, train_step, inner, side):
-        backend_module = backend.get()
-
-        def train_function(*args):
-            return side(inner, args, backend_module)
-
-        self._context = installed_train_step(model, train_step, train_function)
-
-    def __enter__(self):
-        self._context.__enter__()
-        return self
-
-    def __exit__(self, *exc_info):
-        return self._context.__exit__(*exc_info)
 
 
 class ImportanceTraining(_BaseImportanceTraining):
@@ -692,14 +710,11 @@ class ImportanceTraining(_BaseImportanceTraining):
         )
         return _smoothed(sampler, self.smooth, self.adaptive_smoothing)
 
-    def _compiled_draw(self, batch_size, presample, seed):
+    def _draw_settings(self):
         # The adaptive smoothing keeps a moving average on the host.
         if self.adaptive_smoothing and self.smooth > 0:
             return None
-        return ImportanceDraw(
-            self.wrapper, self.reweighting, batch_size, presample,
-            self.forward_batch_size, self.smooth, seed,
-        )
+        return (("forward_batch_size", self.forward_batch_size), ("smooth", self.smooth))
 
 
 class ApproximateImportanceTraining(_BaseImportanceTraining):

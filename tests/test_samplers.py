@@ -6,7 +6,6 @@ import tensorflow as tf
 from scipy_free_stats import chi_square_upper_quantile
 
 from importance_sampling.datasets import BaseDataset, InMemoryDataset
-from importance_sampling.datasets.in_memory import TENSOR_DRAW_BYTES
 from importance_sampling.reweighting import BiasedReweightingPolicy, NoReweightingPolicy
 from importance_sampling.samplers import (
     AdaptiveAdditiveSmoothingSampler,
@@ -268,17 +267,3 @@ def test_lstm_sampler_refuses_streams_and_non_class_targets():
         LSTMSampler(regression, NoReweightingPolicy())
 
 
-def test_large_draws_are_tensors_of_the_same_rows_and_batches_are_arrays():
-    rows = np.random.default_rng(0).normal(size=(600, 300)).astype("float32")
-    labels = np.arange(600) % 3
-    dataset = InMemoryDataset(rows, labels, categorical=False)
-    per_sample = rows[0].nbytes + labels[:1].nbytes
-    large = -(-TENSOR_DRAW_BYTES // per_sample)
-
-    idxs, x, y = dataset.train_data.draw(large, np.random.default_rng(1))
-    assert tf.is_tensor(x) and tf.is_tensor(y)
-    np.testing.assert_array_equal(np.asarray(x), rows[idxs])
-    np.testing.assert_array_equal(np.asarray(y), labels[idxs])
-    idxs, x, y = dataset.train_data.draw(large - 1, np.random.default_rng(1))
-    assert isinstance(x, np.ndarray)
-    np.testing.assert_array_equal(x, rows[idxs])

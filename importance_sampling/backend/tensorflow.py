@@ -79,49 +79,55 @@ def compile_function(function):
     return tf.function(function, reduce_retracing=True)
 
 
-class ArrayCandidates:
-    """Uniform candidates from arrays, drawn by a `tf.data` pipeline.
+class ResidentArraySource:
+    """Candidates gathered inside the train step from arrays kept in memory.
 
-    The draws of a step run in `tf.data`'s own threads, ahead of the steps,
-    as Keras reads arrays; the candidates of step `i` of epoch `e` depend on
-    the seed, `e` and `i` only. The arrays stay in host memory.
-
-    Args:
-        data: `(x, y, sample_weight)` arrays.
-        presample: The number of candidates of a step.
-        steps: The number of steps of an epoch.
-        seed: The seed of the draws.
+    `fit` iterates over the candidates' indices, drawn uniformly with
+    replacement by a `tf.data` pipeline (those of step `i` of epoch `e`
+    depend on the seed, `e` and `i` only); the step gathers their rows from
+    variables that hold the arrays in host memory, as `keras.Model.fit` keeps
+    arrays. The variables keep their place in the compiled step from one
+    `fit` to the next; `release()` empties them.
     """
 
-    def __init__(self, data, presample, steps, seed):
+    def __init__(self):
+        self._variables = None
         with tf.device("CPU:0"):
-            data = tf.nest.map_structure(tf.convert_to_tensor, data)
             self._epoch = tf.Variable(0, dtype="int64", trainable=False)
-        count = tf.shape(tf.nest.flatten(data)[0], out_type="int64")[0]
+
+    def load(self, data, presample, steps, seed):
+        with tf.device("CPU:0"):
+            if self._variables is None:
+                self._variables = tf.nest.map_structure(
+                    lambda a: tf.Variable(a, shape=[None, *a.shape[1:]], trainable=False),
+                    data,
+                )
+            else:
+                tf.nest.map_structure(lambda v, a: v.assign(a), self._variables, data)
+        count = len(tf.nest.flatten(data)[0])
         epoch = self._epoch
 
-        def draw(step):
+        def indices(step):
             seed_pair = tf.stack([tf.constant(seed, "int64"), epoch * steps + step])
-            idxs = tf.random.stateless_uniform(
+            return tf.random.stateless_uniform(
                 [presample], seed_pair, maxval=count, dtype="int64"
             )
-            return tf.nest.map_structure(lambda t: tf.gather(t, idxs), data)
 
-        self.dataset = (
-            tf.data.Dataset.range(steps)
-            .map(draw, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-            .prefetch(tf.data.AUTOTUNE)
+        return tf.data.Dataset.range(steps).map(indices).prefetch(tf.data.AUTOTUNE)
+
+    def set_epoch(self, epoch):
+        self._epoch.assign(epoch)
+
+    def rows(self, idxs):
+        with tf.device("CPU:0"):
+            return tf.nest.map_structure(lambda v: tf.gather(v, idxs), self._variables)
+
+    def release(self):
+        tf.nest.map_structure(
+            lambda v: v.assign(tf.zeros([0, *v.shape[1:]], v.dtype)), self._variables
         )
 
-    @property
-    def epoch(self):
-        return int(self._epoch.numpy())
 
-    @epoch.setter
-    def epoch(self, value):
-        self._epoch.assign(value)
-
-
-def array_candidates(data, presample, steps, seed):
-    """What Keras's `fit` iterates over for candidates drawn from arrays."""
-    return ArrayCandidates(data, presample, steps, seed)
+def array_source():
+    """A new source of candidates from arrays."""
+    return ResidentArraySource()
