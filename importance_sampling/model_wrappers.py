@@ -162,6 +162,7 @@ class OracleWrapper:
         self._built = False
         self._score_function = None
         self.score_traces = 0
+        self._host_step = None
         self._host_train_step = None
         self._host_train_function = None
         self.fit_state = None
@@ -321,9 +322,8 @@ class OracleWrapper:
             ones if sample_weight is None else sample_weight,
         )
         if self._host_train_step is None:
-            self._host_train_step = self.backend.make_train_step(
-                self.model, WeightedStep(self, return_scores=True)
-            )
+            self._host_step = WeightedStep(self, return_scores=True)
+            self._host_train_step = self.backend.make_train_step(self.model, self._host_step)
         with installed_train_step(
             self.model, self._host_train_step, self._host_train_function
         ) as current:
@@ -356,3 +356,11 @@ class OracleWrapper:
     def set_lr(self, lr):
         """Set the learning rate of the model's optimizer."""
         self.model.optimizer.learning_rate = lr
+
+    @property
+    def trace_counts(self):
+        """Number of traces of the host `score` and `train_batch` functions."""
+        return {
+            "score": self.score_traces,
+            "train": 0 if self._host_step is None else self._host_step.traces,
+        }

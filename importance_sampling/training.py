@@ -14,8 +14,9 @@ Keras's own `fit` drives it, with its callbacks, progress bar, validation,
 data adapters, `steps_per_execution` and distribution.
 """
 
+import dataclasses
 import warnings
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Optional
 
 import keras
 import numpy as np
@@ -129,11 +130,24 @@ class _EpochTracker(keras.callbacks.Callback):
         self.source.set_epoch(epoch)
 
 
+@dataclasses.dataclass
 class _Plan:
-    """What one call of `fit` hands to `keras.Model.fit`, checked beforehand."""
+    """What one call of `fit` hands to `keras.Model.fit`, checked beforehand.
 
-    def __init__(self, **kwargs):
-        self.__dict__.update(kwargs)
+    `kind` is `"arrays"` or `"stream"` (batches drawn in the train step from
+    candidates of that origin) or `"host"` (drawn by a sampler on the host).
+    """
+
+    kind: str
+    batch_size: int
+    presample: int
+    steps: Optional[int]
+    validation_data: Any
+    class_weight: Any
+    dataset: Any = None
+    arrays: Any = None
+    stream: Any = None
+    validation_arrays: bool = False
 
 
 class _BaseImportanceTraining:
@@ -262,8 +276,11 @@ class _BaseImportanceTraining:
         )
         if validation_batch_size is None and plan.validation_arrays:
             validation_batch_size = plan.batch_size
+        # Candidates are drawn at random from arrays, and a stream is read
+        # in its own order: `shuffle` has no effect.
+        del shuffle
         return self._run(plan, epochs, callbacks, dict(
-            verbose=verbose, shuffle=shuffle, initial_epoch=initial_epoch,
+            verbose=verbose, initial_epoch=initial_epoch,
             validation_steps=validation_steps,
             validation_batch_size=validation_batch_size,
             validation_freq=validation_freq,
@@ -518,7 +535,7 @@ class _BaseImportanceTraining:
                 return model.fit(
                     x, None, batch_size=keras_batch_size, epochs=epochs,
                     callbacks=callbacks, steps_per_epoch=steps,
-                    class_weight=plan.class_weight,
+                    class_weight=plan.class_weight, shuffle=False,
                     validation_data=plan.validation_data, **fit_kwargs,
                 )
         finally:

@@ -1,4 +1,4 @@
-"""Streamed training data: generators, PyDataset and tf.data, never restarted."""
+"""Streamed training data: generators, PyDataset and tf.data, read as Keras reads them."""
 
 import threading
 import time
@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 from conftest import blobs, make_classifier, one_hot
 
+from importance_sampling import signals
 from importance_sampling.training import ImportanceTraining
 
 X, LABELS = blobs(120, num_classes=3)
@@ -37,28 +38,46 @@ class CountingBatches(keras.utils.PyDataset):
 
 
 def counted_samples(monkeypatch, training):
-    """Record the first feature of every candidate that training reads."""
+    """Record the first feature of every candidate that a host step scores."""
     seen = []
     original = training.wrapper.score
 
     def score(x, y, batch_size=128):
-        seen.extend(x[:, 0].tolist())
+        seen.extend(np.asarray(x)[:, 0].tolist())
         return original(x, y, batch_size)
 
     monkeypatch.setattr(training.wrapper, "score", score)
     return seen
 
 
-def test_a_py_dataset_is_read_on_across_epochs_and_defaults_the_epoch_length(monkeypatch):
+@pytest.fixture
+def host_steps():
+    """Keep the steps on the host while the test runs (see `counted_samples`)."""
+    receiver = lambda event: None  # noqa: E731
+    signals.score.connect(receiver)
+    yield
+    signals.score.disconnect(receiver)
+
+
+def test_an_epoch_is_one_pass_over_a_py_dataset_in_batches_of_presample(
+        monkeypatch, host_steps):
     source = CountingBatches(batches=12)
     training = ImportanceTraining(make_classifier(2, 3), presample=20)
     seen = counted_samples(monkeypatch, training)
-    history = training.fit_generator(source, batch_size=5, epochs=2, verbose=0)
-    assert history.params["steps"] == 12
-    # 24 steps of 20 candidates: 480 consecutive samples, cycling through the
-    # 120 samples of the PyDataset with on_epoch_end() after each pass
-    np.testing.assert_array_equal(seen, np.arange(480) % 120)
-    assert source.epoch_ends == 3
+    history = training.fit(source, batch_size=5, epochs=2, verbose=0)
+    # 120 samples a pass, 20 candidates a step: 6 steps of 5 items an epoch
+    assert history.params["steps"] == 6
+    assert int(training.model.optimizer.iterations) == 12
+    np.testing.assert_array_equal(seen, np.tile(np.arange(120), 2))
+    assert source.epoch_ends >= 2
+
+
+def test_steps_drawn_in_the_train_step_read_a_py_dataset_like_keras():
+    source = CountingBatches(batches=12)
+    training = ImportanceTraining(make_classifier(2, 3), presample=20.0 / 5)
+    history = training.fit(source, batch_size=5, epochs=3, verbose=0)
+    assert history.params["steps"] == 6
+    assert int(training.model.optimizer.iterations) == 18
 
 
 class SlowThreadRecordingBatches(CountingBatches):
@@ -74,35 +93,50 @@ class SlowThreadRecordingBatches(CountingBatches):
         return super().__getitem__(index)
 
 
-def test_py_dataset_workers_read_batches_in_parallel_and_in_order(monkeypatch):
+def test_py_dataset_workers_read_batches_in_parallel_and_in_order(monkeypatch, host_steps):
     source = SlowThreadRecordingBatches(batches=12, workers=3, max_queue_size=6)
     training = ImportanceTraining(make_classifier(2, 3), presample=20)
     seen = counted_samples(monkeypatch, training)
     training.fit_generator(source, batch_size=5, epochs=2, verbose=0)
-    np.testing.assert_array_equal(seen, np.arange(480) % 120)
+    np.testing.assert_array_equal(seen, np.tile(np.arange(120), 2))
     assert len(source.threads - {threading.get_ident()}) >= 2
 
 
-def test_py_dataset_multiprocessing_workers_keep_the_order(monkeypatch):
+def test_py_dataset_multiprocessing_workers_keep_the_order(monkeypatch, host_steps):
     source = CountingBatches(batches=12, workers=2, use_multiprocessing=True)
     training = ImportanceTraining(make_classifier(2, 3), presample=20)
     seen = counted_samples(monkeypatch, training)
-    training.fit_generator(source, steps_per_epoch=9, batch_size=5, verbose=0)
-    np.testing.assert_array_equal(seen, np.arange(180) % 120)
+    training.fit_generator(source, steps_per_epoch=4, batch_size=5, verbose=0)
+    np.testing.assert_array_equal(seen, np.arange(80))
 
 
-def test_streamed_sample_weights_get_a_clear_error():
-    def weighted_batches():
-        while True:
-            yield X[:10], Y[:10], np.ones(10)
-
-    training = ImportanceTraining(make_classifier(2, 3), presample=20)
-    with pytest.raises(ValueError, match="3 elements.*sample_weight"):
-        training.fit_generator(weighted_batches(), steps_per_epoch=2, batch_size=8,
-                               verbose=0)
+def keras_steps(batches):
+    """The optimizer steps that `keras.Model.fit` takes on a generator of `batches`."""
+    model = make_classifier(2, 3)
+    model.fit((batch for batch in batches), verbose=0)
+    return int(model.optimizer.iterations)
 
 
-def test_a_repeated_tf_data_stream_resumes_where_it_left_off(monkeypatch):
+def test_streamed_sample_weights_weigh_the_loss():
+    def weighted_batches(weight):
+        for _ in range(4):
+            yield X[:10], Y[:10], np.full(10, weight, "float32")
+
+    model = make_classifier(2, 3)
+    before = model.get_weights()
+    ImportanceTraining(model, presample=20).fit(weighted_batches(0.0), batch_size=8,
+                                               verbose=0)
+    # Keras's own count of steps for the 2 regrouped batches of 20 samples
+    assert int(model.optimizer.iterations) == keras_steps([(X[:20], Y[:20])] * 2)
+    for old, new in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(old, new)
+    ImportanceTraining(model, presample=20).fit(weighted_batches(1.0), batch_size=8,
+                                               verbose=0)
+    assert not np.array_equal(before[0], model.get_weights()[0])
+
+
+def test_a_tf_data_stream_with_steps_per_epoch_is_read_on_across_epochs(
+        monkeypatch, host_steps):
     counter = tf.data.Dataset.range(10**6).map(
         lambda i: (tf.stack([tf.cast(i, tf.float32), 0.0]), tf.one_hot(i % 3, 3))
     )
@@ -111,6 +145,16 @@ def test_a_repeated_tf_data_stream_resumes_where_it_left_off(monkeypatch):
     seen = counted_samples(monkeypatch, training)
     training.fit_dataset(stream, steps_per_epoch=3, batch_size=4, epochs=3, verbose=0)
     np.testing.assert_array_equal(seen, np.arange(9 * 16))
+
+
+def test_batch_size_none_takes_the_size_of_the_streams_batches():
+    stream = tf.data.Dataset.from_tensor_slices((X, Y)).batch(10)
+    training = ImportanceTraining(make_classifier(2, 3), presample=3.0)
+    training.fit(stream, batch_size=None, epochs=1, verbose=0)
+    # The steps of `model.fit` on the 120 samples in batches of 3 * 10
+    model = make_classifier(2, 3)
+    model.fit(tf.data.Dataset.from_tensor_slices((X, Y)).batch(30).rebatch(30), verbose=0)
+    assert int(training.model.optimizer.iterations) == int(model.optimizer.iterations)
 
 
 def test_validation_data_may_be_a_tf_dataset_or_a_py_dataset():
@@ -131,17 +175,26 @@ def test_validation_data_may_be_a_tf_dataset_or_a_py_dataset():
     assert "val_accuracy" in history.history
 
 
-def test_an_exhausted_generator_gets_a_clear_error():
+def test_a_generator_that_runs_out_ends_the_epoch_with_keras_warning():
     def three_batches():
         for _ in range(3):
             yield X[:10], Y[:10]
 
     training = ImportanceTraining(make_classifier(2, 3), presample=20)
-    with pytest.raises(ValueError, match="generator is exhausted"):
-        training.fit_generator(three_batches(), steps_per_epoch=5, batch_size=8, verbose=0)
+    with pytest.warns(UserWarning, match="ran out of data"):
+        training.fit_generator(three_batches(), steps_per_epoch=5, batch_size=8,
+                               verbose=0)
+    # 30 samples: one step of 20 candidates and one of the last 10
+    assert int(training.model.optimizer.iterations) == keras_steps(
+        [(X[:20], Y[:20]), (X[:10], Y[:10])]
+    )
 
 
-def test_a_generator_needs_steps_per_epoch():
+def test_a_generator_without_steps_per_epoch_is_read_to_its_end():
+    def four_batches():
+        for _ in range(4):
+            yield X[:10], Y[:10]
+
     training = ImportanceTraining(make_classifier(2, 3), presample=20)
-    with pytest.raises(ValueError, match="steps_per_epoch=None"):
-        training.fit_generator(iter([]), batch_size=8, verbose=0)
+    training.fit(four_batches(), batch_size=8, verbose=0)
+    assert int(training.model.optimizer.iterations) == keras_steps([(X[:20], Y[:20])] * 2)
