@@ -20,8 +20,10 @@ def _loss_predictor(history, num_classes, units=32):
     predictor = keras.Model([losses, mask, labels], keras.layers.Dense(1)(joined))
     # XLA fuses the small operations of the LSTM cells, which halves the
     # predictor's time per call even on a CPU, where Keras would not use it.
-    predictor.compile(optimizer="adam", loss="mse",
-                      jit_compile=model_supports_jit(predictor))
+    # (On PyTorch it would mean `torch.compile`, which recompiles for every
+    # presample size.)
+    jit_compile = keras.backend.backend() != "torch" and model_supports_jit(predictor)
+    predictor.compile(optimizer="adam", loss="mse", jit_compile=jit_compile)
     return predictor
 
 
