@@ -1,3 +1,4 @@
+import inspect
 import re
 
 import keras
@@ -336,3 +337,43 @@ def test_a_custom_train_step_is_reported_before_training():
     model.compile("adam", "categorical_crossentropy")
     with pytest.warns(UserWarning, match="overrides `train_step`"):
         ImportanceTraining(model)
+
+
+def test_fit_takes_the_arguments_of_keras_model_fit():
+    ours = list(inspect.signature(ImportanceTraining.fit).parameters)[1:]
+    theirs = list(inspect.signature(keras.Model.fit).parameters)[1:]
+    assert ours == theirs
+    assert ApproximateImportanceTraining.fit is ImportanceTraining.fit
+
+
+def test_a_float_presample_scores_a_multiple_of_the_batch_size(monkeypatch):
+    training = ImportanceTraining(make_classifier(2, 3), presample=3.0)
+    assert training._presample_size(32) == 96
+    assert training._presample_size(256) == 768
+    with pytest.raises(ValueError, match="presample=3.0"):
+        ImportanceTraining(make_classifier(2, 3), presample=256).fit(
+            X, Y, batch_size=256, verbose=0
+        )
+    model = make_classifier(2, 3)
+    with pytest.raises(ValueError, match=r"float .*presample=3\.0"):
+        ImportanceTraining(model, presample=256).fit(X, Y, batch_size=256, verbose=0)
+    ImportanceTraining(model, presample=1.5).fit(X, Y, batch_size=256, verbose=0)
+    assert int(model.optimizer.iterations) == 1
+
+
+def test_the_models_own_train_step_and_function_are_back_after_fit():
+    model = make_classifier(2, 3)
+    model.fit(X, Y, epochs=1, verbose=0)
+    own_function = model.train_function
+    ImportanceTraining(model, presample=64).fit(X, Y, batch_size=32, verbose=0)
+    assert "train_step" not in vars(model)
+    assert model.train_function is own_function
+    with pytest.raises(ValueError):
+        ImportanceTraining(model, presample=64).fit(X, Y, batch_size=32, verbose=0,
+                                                    callbacks=[RaiseAtStep()])
+    assert "train_step" not in vars(model) and model.train_function is own_function
+
+
+class RaiseAtStep(keras.callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+        raise ValueError("stop")
