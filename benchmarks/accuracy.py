@@ -14,7 +14,6 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from importance_sampling.datasets import CanevetICML2016
 from importance_sampling.training import ImportanceTraining
@@ -79,7 +78,7 @@ class _AccuracyCurve(keras.callbacks.Callback):
 
     def __init__(self, x_test, y_test, every, max_steps):
         super().__init__()
-        self.x_test = tf.constant(x_test)
+        self.x_test = keras.ops.convert_to_tensor(x_test)
         self.labels = np.argmax(y_test, axis=-1)
         self.every = every
         self.max_steps = max_steps

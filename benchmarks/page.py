@@ -12,7 +12,7 @@ _INTRO = """# Benchmarks
 
 How much an importance-sampling step costs compared with a plain Keras step,
 and whether importance sampling reaches a test accuracy sooner. Regenerate
-this page (about 10 minutes on 2 CPU cores) with:
+this page (about 15 minutes on 2 CPU cores) with:
 
 ```
 {command}
@@ -22,10 +22,12 @@ this page (about 10 minutes on 2 CPU cores) with:
 `--accuracy` the time-to-accuracy table, `--jit-compile` the per-step tables
 with XLA and `--quick` a fast smoke run; each also writes its results as JSON
 next to `run.py`. Adding `--from-json` to the command above rewrites this
-page from those JSON files without measuring again.
+page from those JSON files without measuring again. The rows of the other
+Keras backends come from `KERAS_BACKEND=jax python benchmarks/run.py
+--backend-rows` (and `torch`), run in an environment with that backend.
 
-Measured on {date}: {machine}, {cpu_count} cores, no GPU, TensorFlow
-{tensorflow}, Keras {keras}. Load average (1, 5, 15 min) at the start:
+Measured on {date}: {machine}, {cpu_count} cores, no GPU, {backend}
+{backend_version}, Keras {keras}. Load average (1, 5, 15 min) at the start:
 {load}. Other processes shared the machine, so single timings are noisy;
 the variants run in interleaved rounds in one process and every ratio is a
 median over the rounds.
@@ -35,62 +37,64 @@ median over the rounds.
 Batch 128, synthetic data of 60 000 samples (784 features for the MLP
 784-512-512-10, 28x28x1 images for the small CNN), Adam, categorical
 cross-entropy, accuracy metric. Median milliseconds per optimizer step after
-warm-up, including the sampling and the loop. "Arithmetic" is what an
-importance-sampling step cannot avoid: one compiled forward pass over the
-presample (per-sample losses, inference mode) plus one bare compiled weighted
-train step (no metrics). Both are timed on tensors made beforehand, each call
-on another random draw from the data, as in training: timing repeated calls
-on one tensor would find it in the CPU caches and understate the cost (by
-about half for 1024 MLP inputs). Trace counts are those of
-the library's compiled functions after the first round and at the end (a
-round is one `fit` call; `model.fit`'s own function is not exposed, hence
-"n/a"): `fused` is the whole step on in-memory data, `train` the weighted
-train step (called inside it) and `score` the host path's presample scoring. Peak RSS: each variant trains 50 steps in a fresh
-process on the 60 000-sample float32 dataset; the peak is the high-water mark
-of the resident memory during training (reset once the data and the model
-exist, so the data is counted but the start-up is not).
+warm-up, including the sampling and Keras's `fit` loop, which drives both.
+The `steps_per_execution=8` rows run eight steps per call of the train
+function, for `model.fit` and for importance sampling alike.
+"Arithmetic" is what an importance-sampling step cannot avoid: one compiled
+forward pass over the presample (per-sample losses, inference mode) plus one
+bare compiled weighted train step (no metrics). Both are timed on tensors
+made beforehand, each call on another random draw from the data, as in
+training. Trace counts are those of the library's train steps after the
+first round and at the end (a round is one `fit` call; `model.fit`'s own
+count is not exposed, hence "n/a"): `train` is the importance-sampling train
+step, which scores, draws and trains, and `score` the host samplers'
+scoring. Peak RSS: each variant trains 50 steps in a fresh process on the
+60 000-sample float32 dataset; the peak is the high-water mark of the
+resident memory during training (reset once the data and the model exist,
+so the data is counted but the start-up is not).
 
 """
 
 _FINDINGS = """
-## Reading the targets
+## Reading the results
 
-- **How a step runs.** On data held in memory, `ImportanceTraining`
-  (without adaptive smoothing) and the uniform loop take each step in one
-  compiled call (`importance_sampling/fused_step.py`). It draws the
-  presample's indices with a `tf.random.Generator`, gathers the candidates
-  from a tensor copy of the training data kept in host memory, scores them
-  in forward batches of 128, draws the batch in proportion to the smoothed
-  scores, computes the importance weights and runs the weighted train step.
-  Only the logs come back to the host. The host path (the sampler draws,
-  then the train step runs) is kept for streams,
-  `ApproximateImportanceTraining`, adaptive smoothing, and for training
-  while a receiver listens to `is.sample` or `is.score`.
+- **How a step runs.** `ImportanceTraining.fit` is `keras.Model.fit` with an
+  importance-sampling `train_step`: Keras's loop calls it with the indices of
+  `presample` uniformly drawn candidates; the step gathers them from the
+  training arrays (kept in host memory), scores them in forward batches of
+  128, draws the batch in proportion to the scores, weighs it and takes the
+  weighted optimizer step, in one compiled call.
 - **Presample 256 against `model.fit`.** An importance-sampling step costs
-  a uniform step plus a forward pass over the presample, and our uniform
-  loop costs {uniform:.2f} times a `model.fit` step (MLP). The 1.15 target
-  assumed a `model.fit` step of about 1.5 times the bare train step
-  (13.5 ms against 8.8 ms); here it is {fit_over_step:.2f} times (MLP), while
-  a forward pass over 256 samples costs {forward_share:.0f} % of the bare
-  step. {headroom}
+  a `model.fit` step plus a forward pass over the presample: here the MLP's
+  step costs {ratio_256:.2f} times a `model.fit` step, and the arithmetic
+  alone {arithmetic_256:.2f} times (a forward pass over 256 samples costs
+  {forward_share:.0f} % of the bare step). {headroom}
+- **`steps_per_execution=8`** removes a host round trip per step for both:
+  importance sampling then costs {ratio_spe8:.2f} times `model.fit` with the
+  same setting.
 - **Presample 1024 against its arithmetic.** What remains above the
   arithmetic ({overhead_1024:.1f} ms for the MLP) is gathering the presample
   from memory, scoring it in eight forward batches of 128 instead of one
   pass, and the step's loss and accuracy metrics, which the bare step does
   not compute.
-- **Our uniform loop** is one compiled call per step, like `model.fit`'s; it
-  needs no input pipeline, which is why it can be the faster of the two.
-- **No retracing**: every compiled function is traced in the first round
-  and never again; the `train 1` of the fused rows is the weighted train
-  step traced inside the fused step.
-- **Memory**: training holds one tensor copy of the in-memory training data;
-  `model.fit`'s input pipeline copies the arrays too.
-- **XLA**: with `model.compile(..., jit_compile=True)` the weighted train
-  step inside the fused step is compiled with XLA, as `model.fit` compiles
-  its own; the presample forward stays a plain graph.
+- **No retracing**: each train step is traced in the first round and kept
+  across `fit` calls, as `model.fit` keeps its train function.
+- **Memory**: training holds the training arrays once more, in host memory,
+  as `model.fit`'s input pipeline does.
+- **XLA**: with `model.compile(..., jit_compile=True)` the whole step,
+  scoring included, is compiled with XLA, as `model.fit` compiles its own.
+- **Other backends**: the same step runs on JAX and PyTorch, where Keras's
+  data adapter brings the candidates to the step; their rows below.
 
 Timings vary by 10 to 20 % from one run to the next on a shared 2-core
 machine; the ratios, taken within each round, vary less.
+
+## Per backend
+
+`model.fit` against `ImportanceTraining` (presample 256), MLP and CNN as
+above, `steps_per_execution=1`.
+
+{backend_table}
 
 """
 
@@ -128,7 +132,8 @@ def _headroom(model_name, speed):
             f"above it for the loop; {ours}.")
 
 
-def render(results, versions, per_step_markdown, xla_markdown, accuracy_markdown):
+def render(results, versions, per_step_markdown, xla_markdown, accuracy_markdown,
+           backend_markdown=""):
     """The whole page, as a string.
 
     Args:
@@ -138,13 +143,16 @@ def render(results, versions, per_step_markdown, xla_markdown, accuracy_markdown
         per_step_markdown: The per-step tables without XLA.
         xla_markdown: The per-step tables with XLA.
         accuracy_markdown: The time-to-accuracy table.
+        backend_markdown: The per-backend table.
     """
     machine = results["machine"]
     speed = results["mlp"]["speed"]
     step_ms = speed["step_ms"]
     findings = _FINDINGS.format(
-        uniform=speed["ratio"]["uniform"],
-        fit_over_step=step_ms["fit"] / step_ms["step_256"],
+        ratio_256=speed["ratio"]["importance_256"],
+        arithmetic_256=step_ms["arithmetic_256"] / step_ms["fit"],
+        ratio_spe8=speed["ratio"]["importance_256_spe8"],
+        backend_table=backend_markdown,
         forward_share=100 * step_ms["forward_256"] / step_ms["step_256"],
         headroom=" ".join(
             _headroom(name, results[name]["speed"])
@@ -155,7 +163,9 @@ def render(results, versions, per_step_markdown, xla_markdown, accuracy_markdown
     intro = _INTRO.format(
         command=COMMAND, date=results.get("date", datetime.date.today().isoformat()),
         machine=machine["processor"], cpu_count=machine["cpu_count"],
-        tensorflow=versions["tensorflow"], keras=versions["keras"],
+        backend=versions.get("backend", "tensorflow"),
+        backend_version=versions[versions.get("backend", "tensorflow")],
+        keras=versions["keras"],
         load=", ".join(f"{value:.1f}" for value in machine["load_average"]),
     )
     return (

@@ -5,15 +5,19 @@ python benchmarks/run.py                 # time per step, trace counts, memory
 python benchmarks/run.py --accuracy      # time to accuracy
 python benchmarks/run.py --quick         # a smoke test of the first mode
 python benchmarks/run.py --docs docs/benchmarks.md   # all of it, as a page
+KERAS_BACKEND=jax python benchmarks/run.py --backend-rows   # one backend's rows
 ```
 
 The results are also written as JSON (`--output`, by default next to this
-file: `results.json`, `results_xla.json`, `accuracy.json`, with `_quick`
-added in quick mode).
+file: `results.json`, `results_xla.json`, `accuracy.json`,
+`results_backend_<backend>.json`, with `_quick` added in quick mode). The
+page takes the rows of each backend from the last `--backend-rows` run on it
+(TensorFlow's from the per-step results).
 """
 
 import argparse
 import datetime
+import importlib
 import json
 import os
 import platform
@@ -24,14 +28,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 from benchmarks import accuracy, memory, page, report, speed, workloads  # noqa: E402
 
 # (samples, rounds, steps per round, memory samples) of the per-step mode.
 SETTINGS = {
     "full": {"mlp": (60000, 7, 40, 60000), "cnn": (60000, 7, 30, 60000)},
-    "quick": {"mlp": (2048, 2, 5, 2048), "cnn": (2048, 1, 3, 2048)},
+    "quick": {"mlp": (8192, 2, 8, 2048), "cnn": (8192, 1, 8, 2048)},
 }
 MEMORY_VARIANTS = {"full": workloads.VARIANTS, "quick": ("fit", "importance_256")}
 
@@ -83,8 +86,33 @@ def time_to_accuracy(datasets, mode):
 
 
 def versions():
-    """The versions of the libraries the benchmarks ran with."""
-    return {"tensorflow": tf.__version__, "keras": keras.__version__}
+    """The versions of Keras and of its backend that the benchmarks ran with."""
+    backend = keras.backend.backend()
+    module = importlib.import_module(backend)
+    return {"backend": backend, backend: module.__version__, "keras": keras.__version__}
+
+
+def backend_rows(mode):
+    """`model.fit` against `ImportanceTraining` on the running backend, per model."""
+    rows = {}
+    for name in workloads.MODELS:
+        num_samples, rounds, steps, _ = SETTINGS[mode][name]
+        rows[name] = speed.measure_backend(name, num_samples, rounds, steps)
+    return {"machine": machine(), "mode": mode, "models": rows}
+
+
+def backend_results(here, per_step_results):
+    """The per-backend rows of the page: TensorFlow's, then the other backends'."""
+    rows = {"tensorflow": {
+        name: {"step_ms": per_step_results[name]["speed"]["step_ms"],
+               "ratio": per_step_results[name]["speed"]["ratio"]["importance_256"]}
+        for name in workloads.MODELS if name in per_step_results
+    }}
+    for backend in ("jax", "torch"):
+        path = here / f"results_backend_{backend}.json"
+        if path.exists():
+            rows[backend] = json.loads(path.read_text())["models"]
+    return rows
 
 
 def write_json(results, path):
@@ -115,6 +143,7 @@ def write_page(path, mode, measure=True):
     path.write_text(page.render(
         results, results["versions"], speed_tables(results), speed_tables(xla),
         report.accuracy_table(accuracy_results["datasets"]),
+        report.backend_table(backend_results(here, results)),
     ))
     print(f"Wrote {path}")
 
@@ -138,6 +167,9 @@ def main(argv=None):
     parser.add_argument("--from-json", action="store_true",
                         help="with --docs: write the page from the JSON files of "
                              "the last run, without measuring")
+    parser.add_argument("--backend-rows", action="store_true",
+                        help="time `model.fit` against `ImportanceTraining` on the "
+                             "running Keras backend")
     parser.add_argument("--memory-child", choices=workloads.VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--samples", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--steps", type=int, help=argparse.SUPPRESS)
@@ -150,7 +182,11 @@ def main(argv=None):
     if args.docs:
         write_page(args.docs, mode, measure=not args.from_json)
         return None
-    if args.accuracy:
+    if args.backend_rows:
+        results = backend_rows(mode)
+        markdown = report.backend_table({keras.backend.backend(): results["models"]})
+        stem = f"results_backend_{keras.backend.backend()}"
+    elif args.accuracy:
         results, markdown = time_to_accuracy(args.datasets, mode)
         stem = "accuracy"
     else:

@@ -10,7 +10,6 @@ import time
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from benchmarks import workloads
 from importance_sampling.utils.losses import per_sample_loss
@@ -20,11 +19,15 @@ SKIPPED_STEPS = 2
 
 
 class _StepClock(keras.callbacks.Callback):
-    """Record the time at the end of every train step, epoch by epoch."""
+    """Record the time at the end of every call of the train function.
 
-    def __init__(self):
+    A call runs `steps_per_execution` steps, among which its time is shared.
+    """
+
+    def __init__(self, steps_per_execution=1):
         super().__init__()
         self.times = []
+        self.steps_per_execution = steps_per_execution
 
     def on_epoch_begin(self, epoch, logs=None):
         self.times.append([])
@@ -33,8 +36,8 @@ class _StepClock(keras.callbacks.Callback):
         self.times[-1].append(time.perf_counter())
 
     def step_times(self, epoch=-1):
-        """Seconds between consecutive step ends, without the first steps."""
-        return np.diff(self.times[epoch])[SKIPPED_STEPS:]
+        """Seconds per step between consecutive calls, without the first calls."""
+        return np.diff(self.times[epoch])[SKIPPED_STEPS:] / self.steps_per_execution
 
 
 class _TraceCounter(keras.callbacks.Callback):
@@ -49,11 +52,12 @@ class _TraceCounter(keras.callbacks.Callback):
         self.counts.append(workloads.trace_counts(self.trainer))
 
 
-def _fit_steps(trainer, x, y, steps, batch_size):
-    """Train for `steps` steps; return the per-step times in seconds."""
-    clock = _StepClock()
+def _fit_steps(trainer, x, y, steps, batch_size, steps_per_execution=1):
+    """Train for about `steps` steps; return the per-step times in seconds."""
+    clock = _StepClock(steps_per_execution)
+    calls = max(1, steps // steps_per_execution) + SKIPPED_STEPS + 1
     trainer.fit(x, y, batch_size=batch_size, epochs=1, verbose=0,
-                steps_per_epoch=steps + SKIPPED_STEPS + 1, callbacks=[clock])
+                steps_per_epoch=calls * steps_per_execution, callbacks=[clock])
     return clock.step_times()
 
 
@@ -76,6 +80,8 @@ class _Arithmetic:
     POOL_SIZE = 16
 
     def __init__(self, model, x, y, presample, batch_size, seed=0):
+        import tensorflow as tf
+
         self.model = model
         self.loss_fn = per_sample_loss(model.loss)
         rng = np.random.default_rng(seed)
@@ -95,6 +101,8 @@ class _Arithmetic:
         return self.loss_fn(y, self.model(x, training=False))
 
     def _step(self, x, y, w):
+        import tensorflow as tf
+
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
             loss = tf.reduce_mean(w * self.loss_fn(y, self.model(x, training=True)))
@@ -122,6 +130,10 @@ def measure(model_name, num_samples=60000, rounds=5, steps=30, batch_size=128,
             approximate_warmup=100, jit_compile=False):
     """Median time per step of every variant, their ratios and trace counts.
 
+    `model.fit` and `ImportanceTraining` (presample 256) also run with
+    `steps_per_execution=8` (the `_spe8` variants), each compared with the
+    other.
+
     Args:
         model_name: `"mlp"` or `"cnn"`.
         num_samples: Size of the synthetic training set. Defaults to `60000`.
@@ -142,12 +154,17 @@ def measure(model_name, num_samples=60000, rounds=5, steps=30, batch_size=128,
     """
     x, y = workloads.synthetic_data(model_name, num_samples)
 
-    def build():
-        return workloads.build_model(model_name, jit_compile=jit_compile)
+    def build(steps_per_execution=1):
+        return workloads.build_model(model_name, jit_compile=jit_compile,
+                                     steps_per_execution=steps_per_execution)
 
     interleaved = [v for v in workloads.VARIANTS if v != "approximate"]
+    interleaved += list(workloads.SPE8_VARIANTS)
     trainers = {
-        variant: workloads.make_trainer(variant, build()) for variant in interleaved
+        variant: workloads.make_trainer(
+            variant, build(workloads.steps_per_execution(variant))
+        )
+        for variant in interleaved
     }
     arithmetic = {
         presample: _Arithmetic(build(), x, y, presample, batch_size)
@@ -155,20 +172,24 @@ def measure(model_name, num_samples=60000, rounds=5, steps=30, batch_size=128,
     }
     times = {name: [] for name in interleaved}
     times.update({f"{part}_{p}": [] for p in arithmetic for part in ("forward", "step")})
-    ratios = {"uniform": [], "importance_256": [], "importance_256_arithmetic": [],
-              "importance_1024_arithmetic": []}
+    ratios = {"importance_256": [], "importance_256_spe8": [],
+              "importance_256_arithmetic": [], "importance_1024_arithmetic": []}
     traces = {}
     for round_ in range(rounds):
         for variant, trainer in trainers.items():
-            times[variant].append(_fit_steps(trainer, x, y, steps, batch_size))
+            times[variant].append(_fit_steps(
+                trainer, x, y, steps, batch_size, workloads.steps_per_execution(variant)
+            ))
         for presample, parts in arithmetic.items():
             for part, part_times in parts.time(steps).items():
                 times[f"{part}_{presample}"].append(part_times)
         if round_ == 0:
             traces["first_round"] = {v: workloads.trace_counts(t) for v, t in trainers.items()}
         latest = {name: float(np.median(t[-1])) for name, t in times.items()}
-        ratios["uniform"].append(latest["uniform"] / latest["fit"])
         ratios["importance_256"].append(latest["importance_256"] / latest["fit"])
+        ratios["importance_256_spe8"].append(
+            latest["importance_256_spe8"] / latest["fit_spe8"]
+        )
         for presample in arithmetic:
             ratios[f"importance_{presample}_arithmetic"].append(
                 latest[f"importance_{presample}"]
@@ -195,3 +216,24 @@ def measure(model_name, num_samples=60000, rounds=5, steps=30, batch_size=128,
         )
     ratios = {name: float(np.median(values)) for name, values in ratios.items()}
     return {"step_ms": step_ms, "ratio": ratios, "trace_counts": traces}
+
+
+def measure_backend(model_name, num_samples=60000, rounds=5, steps=30, batch_size=128):
+    """`model.fit` against `ImportanceTraining` (presample 256) on the running backend.
+
+    Returns:
+        A dict with `step_ms` (median ms per step of `fit` and
+        `importance_256`) and `ratio` (the median over the interleaved rounds
+        of the per-round ratio).
+    """
+    x, y = workloads.synthetic_data(model_name, num_samples)
+    trainers = {variant: workloads.make_trainer(variant, workloads.build_model(model_name))
+                for variant in ("fit", "importance_256")}
+    times = {variant: [] for variant in trainers}
+    ratios = []
+    for _ in range(rounds):
+        for variant, trainer in trainers.items():
+            times[variant].append(_fit_steps(trainer, x, y, steps, batch_size))
+        ratios.append(np.median(times["importance_256"][-1]) / np.median(times["fit"][-1]))
+    return {"step_ms": {variant: _median_ms(t) for variant, t in times.items()},
+            "ratio": float(np.median(ratios))}
