@@ -4,8 +4,9 @@
   `presample` indices uniformly with replacement for every step, from the
   library's own random stream: an epoch is `steps_per_epoch` optimizer
   steps (`N // batch_size` by default), whatever `shuffle` says, and the
-  candidates of step `i` of epoch `e` depend only on the seed, `e` and `i`,
-  so that a run resumed at an epoch draws as the uninterrupted run.
+  candidates of a step depend only on the seed and the step's number
+  (`optimizer.iterations`), so that a run resumed from a checkpoint draws
+  as the uninterrupted run.
 - From a stream (a `tf.data.Dataset`, a `keras.utils.PyDataset`, a Python
   generator or a `torch.utils.data.DataLoader`), `rebatched()` regroups the
   stream into batches of `presample` samples: an epoch is one pass over the
@@ -46,14 +47,14 @@ class ArrayCandidates(keras.utils.PyDataset):
         self.presample = presample
         self.steps = steps
         self.seed = seed
-        self.epoch = 0
+        self.first_step = 0
 
     def __len__(self):
         return self.steps
 
     def indices(self, step):
         """The training-set indices of the candidates of `step` of this epoch."""
-        rng = np.random.default_rng([self.seed, self.epoch, step])
+        rng = np.random.default_rng([self.seed, self.first_step + step])
         return rng.integers(0, self.num_samples, size=self.presample)
 
     def __getitem__(self, step):
@@ -83,9 +84,9 @@ class HostArraySource:
         )
         return self.candidates
 
-    def set_epoch(self, epoch):
-        """Draw the candidates of epoch `epoch` from now on."""
-        self.candidates.epoch = epoch
+    def set_first_step(self, step):
+        """Number the steps of the coming epoch from `step` on."""
+        self.candidates.first_step = step
 
     @staticmethod
     def rows(batch):

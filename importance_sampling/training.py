@@ -119,15 +119,20 @@ class _StreamCandidates(BaseDataset):
         return np.arange(start, start + size), x, y
 
 
-class _EpochTracker(keras.callbacks.Callback):
-    """Tell a source of candidates from arrays which epoch is running."""
+class _StepNumbers(keras.callbacks.Callback):
+    """Tell a source of candidates from arrays the number of each epoch's first step.
+
+    It is the optimizer's `iterations` at the epoch's start (after
+    `BackupAndRestore` has restored it), so that the candidates of a step
+    depend on its number, in a resumed run as in the uninterrupted one.
+    """
 
     def __init__(self, source):
         super().__init__()
         self.source = source
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.source.set_epoch(epoch)
+        self.source.set_first_step(int(self.model.optimizer.iterations))
 
 
 @dataclasses.dataclass
@@ -517,11 +522,12 @@ class _BaseImportanceTraining:
             callbacks.append(side)
             keras_batch_size, steps = None, plan.steps
             if plan.kind == "arrays":
+                # Another stream than the draws in the step, of the same seed.
                 x = built.source.load(
                     self._array_data(plan), plan.presample, plan.steps,
-                    np.random.randint(2**31 - 1),
+                    (self._seed + 1) % (2**31 - 1),
                 )
-                callbacks.append(_EpochTracker(built.source))
+                callbacks.append(_StepNumbers(built.source))
                 steps = None
             else:
                 x = plan.stream
@@ -679,9 +685,9 @@ class ImportanceTraining(_BaseImportanceTraining):
     For every batch, `presample` samples are drawn uniformly and their loss is
     computed with a forward pass of the model; the batch is then drawn from
     them in proportion to their loss, and the step is weighted with the
-    biased importance weights of `BiasedReweightingPolicy(k)`. On arrays
-    (without adaptive smoothing) all of it runs as one compiled call per
-    step, a `FusedStep`.
+    biased importance weights of `BiasedReweightingPolicy(k)`. All of it
+    runs inside the model's train step, which Keras's own `fit` drives
+    (without adaptive smoothing, which keeps its moving average on the host).
 
     Args:
         model: A compiled `keras.Model`, trained in place. With several
@@ -693,8 +699,9 @@ class ImportanceTraining(_BaseImportanceTraining):
             distribution towards uniform. Defaults to `0.0`.
         adaptive_smoothing: When `True`, `smooth` is multiplied by a moving
             average of the scores (the training loss). Defaults to `False`.
-        presample: Number of samples scored per batch; must be larger than
-            the batch size. Defaults to `256`.
+        presample: Number of samples scored per batch (an `int`), or a
+            multiple of the batch size (a `float`, e.g. `3.0`); must be
+            larger than the batch size. Defaults to `256`.
         forward_batch_size: Batch size of the scoring forward passes.
             Defaults to `128`.
 

@@ -377,3 +377,43 @@ def test_the_models_own_train_step_and_function_are_back_after_fit():
 class RaiseAtStep(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         raise ValueError("stop")
+
+
+class ZeroLossModel(keras.Sequential):
+    """A model whose `compute_loss` override makes every step a no-op."""
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        loss = super().compute_loss(x, y, y_pred, sample_weight, training=training)
+        return loss * 0.0
+
+
+def test_the_train_step_minimises_the_models_own_compute_loss():
+    model = ZeroLossModel([keras.Input((2,)), keras.layers.Dense(3, activation="softmax")])
+    model.compile(keras.optimizers.SGD(0.5), "categorical_crossentropy")
+    before = model.get_weights()
+    ImportanceTraining(model, presample=64).fit(X, Y, batch_size=32, epochs=1, verbose=0)
+    assert int(model.optimizer.iterations) == len(X) // 32
+    for old, new in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(old, new)
+
+
+def test_a_run_resumed_from_a_saved_model_draws_as_the_uninterrupted_run(tmp_path):
+    def trainer(model):
+        keras.utils.set_random_seed(7)
+        return ImportanceTraining(model, presample=64)
+
+    keras.utils.set_random_seed(3)
+    model = make_classifier(2, 3)
+    initial = model.get_weights()
+    trainer(model).fit(X, Y, batch_size=32, epochs=3, verbose=0)
+
+    interrupted = make_classifier(2, 3)
+    interrupted.set_weights(initial)
+    trainer(interrupted).fit(X, Y, batch_size=32, epochs=2, verbose=0)
+    interrupted.save(tmp_path / "model.keras")
+    resumed = keras.saving.load_model(tmp_path / "model.keras")
+    trainer(resumed).fit(X, Y, batch_size=32, epochs=3, initial_epoch=2, verbose=0)
+
+    assert int(resumed.optimizer.iterations) == int(model.optimizer.iterations)
+    for expected, actual in zip(model.get_weights(), resumed.get_weights()):
+        np.testing.assert_allclose(actual, expected, rtol=1e-5, atol=1e-6)

@@ -83,17 +83,17 @@ class ResidentArraySource:
     """Candidates gathered inside the train step from arrays kept in memory.
 
     `fit` iterates over the candidates' indices, drawn uniformly with
-    replacement by a `tf.data` pipeline (those of step `i` of epoch `e`
-    depend on the seed, `e` and `i` only); the step gathers their rows from
-    variables that hold the arrays in host memory, as `keras.Model.fit` keeps
-    arrays. The variables keep their place in the compiled step from one
-    `fit` to the next; `release()` empties them.
+    replacement by a `tf.data` pipeline (those of a step depend only on the
+    seed and the step's number, `optimizer.iterations`); the step gathers
+    their rows from variables that hold the arrays in host memory, as
+    `keras.Model.fit` keeps arrays. The variables keep their place in the
+    compiled step from one `fit` to the next; `release()` empties them.
     """
 
     def __init__(self):
         self._variables = None
         with tf.device("CPU:0"):
-            self._epoch = tf.Variable(0, dtype="int64", trainable=False)
+            self._first_step = tf.Variable(0, dtype="int64", trainable=False)
 
     def load(self, data, presample, steps, seed):
         with tf.device("CPU:0"):
@@ -105,18 +105,18 @@ class ResidentArraySource:
             else:
                 tf.nest.map_structure(lambda v, a: v.assign(a), self._variables, data)
         count = len(tf.nest.flatten(data)[0])
-        epoch = self._epoch
+        first_step = self._first_step
 
         def indices(step):
-            seed_pair = tf.stack([tf.constant(seed, "int64"), epoch * steps + step])
+            seed_pair = tf.stack([tf.constant(seed, "int64"), first_step + step])
             return tf.random.stateless_uniform(
                 [presample], seed_pair, maxval=count, dtype="int64"
             )
 
         return tf.data.Dataset.range(steps).map(indices).prefetch(tf.data.AUTOTUNE)
 
-    def set_epoch(self, epoch):
-        self._epoch.assign(epoch)
+    def set_first_step(self, step):
+        self._first_step.assign(step)
 
     def rows(self, idxs):
         with tf.device("CPU:0"):

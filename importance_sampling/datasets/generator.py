@@ -128,10 +128,13 @@ class GeneratorDataset(BaseDataset):
     """A dataset whose training split is read as a stream of batches.
 
     Sampling from it is streamed: the candidates of each step are the next
-    samples of the stream, so the stream should be shuffled. The stream is
-    read on across epochs, never restarted: a `PyDataset` is cycled through
-    (with `on_epoch_end()` after each pass) and a finite `tf.data.Dataset` is
-    iterated again only once exhausted.
+    samples of the stream, so the stream should be shuffled. A training
+    class's `fit_dataset` reads `stream` as `keras.Model.fit` reads a stream
+    (one pass an epoch); the samplers' own draws (`train_data.draw`, as the
+    experiment command uses them) read it on across epochs, never
+    restarting it: a `PyDataset` is cycled through (with `on_epoch_end()`
+    after each pass) and a finite `tf.data.Dataset` is iterated again only
+    once exhausted.
 
     Args:
         train_data: An endless generator (or any iterator) yielding `(x, y)`
