@@ -255,12 +255,16 @@ class OracleWrapper:
             return
         model = self.model
         x1, y1 = keras.tree.map_structure(lambda t: t[:1], (x, y))
-        y_pred = model(x1, training=False)
-        model.compute_loss(x1, y1, y_pred, training=False)
-        model.compute_metrics(x1, y1, y_pred)
-        model.reset_metrics()
-        if not model.optimizer.built:
-            model.optimizer.build(model.trainable_variables)
+        # Under `tf.distribute`, the optimizer's and the metrics' variables
+        # are made in the model's strategy scope, as `fit` makes them.
+        strategy = getattr(model, "distribute_strategy", None)
+        with contextlib.nullcontext() if strategy is None else strategy.scope():
+            y_pred = model(x1, training=False)
+            model.compute_loss(x1, y1, y_pred, training=False)
+            model.compute_metrics(x1, y1, y_pred)
+            model.reset_metrics()
+            if not model.optimizer.built:
+                model.optimizer.build(model.trainable_variables)
         if self.score_kind == "gnorm":
             self._pre_activation_parts()
         self._built = True
@@ -280,7 +284,6 @@ class OracleWrapper:
         Returns:
             A float32 NumPy array of shape `(num_samples,)`.
         """
-        self.build(x, y)
         if self._score_function is None:
             def score_batch(x, y, batch_size):
                 self.score_traces += 1
@@ -288,6 +291,9 @@ class OracleWrapper:
 
             self._score_function = self.backend.compile_function(score_batch)
         with self.backend.state_scope(self.model, self.fit_state):
+            # Inside JAX's `fit`, the variables have values in this scope only
+            # (a stream's first batch reaches the host sampler there).
+            self.build(x, y)
             scores = self._score_function(x, y, batch_size)
         return np.asarray(keras.ops.convert_to_numpy(scores))
 

@@ -92,14 +92,6 @@ def _smoothed(sampler, smooth, adaptive_smoothing):
     return AdditiveSmoothingSampler(sampler, smooth)
 
 
-def _num_replicas(model):
-    """The number of replicas that each run the train step on a share of a batch."""
-    strategy = getattr(model, "distribute_strategy", None)
-    return 1 if strategy is None else strategy.num_replicas_in_sync
-
-
-def _is_distributed(model):
-    return _num_replicas(model) > 1 or keras.distribution.distribution() is not None
 
 
 class _StreamCandidates(BaseDataset):
@@ -132,7 +124,9 @@ class _StepNumbers(keras.callbacks.Callback):
         self.source = source
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.source.set_first_step(int(self.model.optimizer.iterations))
+        # `int()` of a `tf.distribute` variable fails; its NumPy value does not.
+        iterations = keras.ops.convert_to_numpy(self.model.optimizer.iterations)
+        self.source.set_first_step(int(iterations))
 
 
 @dataclasses.dataclass
@@ -459,7 +453,9 @@ class _BaseImportanceTraining:
         return _Plan(
             kind="host" if host else "stream", batch_size=batch_size,
             presample=presample, dataset=_StreamCandidates() if host else None,
-            stream=candidates.rebatched(x, presample), steps=steps_per_epoch,
+            # Each process feeds its share of the step's candidates.
+            stream=candidates.rebatched(x, presample // self.wrapper.backend.processes()),
+            steps=steps_per_epoch,
             validation_data=validation_data, class_weight=class_weight,
         )
 
@@ -476,16 +472,19 @@ class _BaseImportanceTraining:
         return self._draw_settings() is not None and not listened
 
     def _check_distribution(self, plan):
-        replicas = _num_replicas(self.model)
+        # Replicas (tf.distribute) or devices (keras.distribution, over all
+        # processes) that each get an equal share of a batch.
+        replicas = self.wrapper.backend.shards(self.model)
         for name in ("batch_size", "presample"):
             value = getattr(plan, name)
             if value % replicas:
                 raise ValueError(
-                    f"`{name}` must be a multiple of the number of replicas, "
-                    f"{replicas}, since each replica draws an equal share of it. "
+                    f"`{name}` must be a multiple of the number of replicas or "
+                    f"devices, {replicas}, since each gets an equal share of it. "
                     f"Received: {name}={value}"
                 )
-        if plan.kind == "host" and _is_distributed(self.model):
+        distributed = replicas > 1 or keras.distribution.distribution() is not None
+        if plan.kind == "host" and distributed:
             raise ValueError(
                 "Steps drawn on the host (for `ApproximateImportanceTraining`, "
                 "`adaptive_smoothing=True` or receivers of the `is.sample`, "

@@ -123,5 +123,35 @@ def next_batch(args):
     return next(iterator)
 
 
+def shards(model):
+    """The number of devices that a batch is split over (on the batch axis)."""
+    distribution = keras.distribution.distribution()
+    if distribution is None or distribution.batch_dim_name is None:
+        return 1
+    mesh = distribution.device_mesh
+    return dict(zip(mesh.axis_names, mesh.shape))[distribution.batch_dim_name]
+
+
+def processes():
+    """The number of processes that each feed their share of a batch."""
+    return 1 if keras.distribution.distribution() is None else jax.process_count()
+
+
+class ProcessArraySource(candidates.HostArraySource):
+    """`HostArraySource` for one of the processes of a `keras.distribution`.
+
+    Keras joins the batches that the processes feed into one global batch.
+    Each process therefore feeds its share, `presample / num_processes`, of
+    the step's candidates, drawn from the arrays it was given (all of them
+    or its own shard) with a random stream of its own, so that the step
+    draws `batch_size` items from `presample` candidates in all.
+    """
+
+    def load(self, data, presample, steps, seed):
+        count = processes()
+        return super().load(data, presample // count, steps,
+                            seed * count + jax.process_index())
+
+
 def array_source():
-    return candidates.HostArraySource()
+    return ProcessArraySource()

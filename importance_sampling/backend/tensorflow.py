@@ -54,6 +54,14 @@ def per_sample_gradient_norms(model, loss, x, y):
     return tf.map_fn(norm_of_one, (x, y), fn_output_signature=tf.float32)
 
 
+def shards(model):
+    return model.distribute_strategy.num_replicas_in_sync
+
+
+def processes():
+    return 1
+
+
 def state_scope(model, args):
     return contextlib.nullcontext()
 

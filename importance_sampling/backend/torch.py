@@ -79,5 +79,13 @@ def next_batch(args):
     return data[0]
 
 
+def shards(model):
+    return 1
+
+
+def processes():
+    return 1
+
+
 def array_source():
     return candidates.HostArraySource()
