@@ -4,9 +4,30 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+
+
+def pytest_configure(config):
+    """On JAX, compile each step once per session, not once per test.
+
+    The tests build new models of the same few shapes, whose steps JAX would
+    compile again for each test; its persistent compilation cache, in a
+    directory of this session, reuses them (it halves the run on two cores).
+    """
+    if keras.backend.backend() != "jax":
+        return
+    import jax
+
+    cache = tempfile.mkdtemp(prefix="jax-compilation-cache-")
+    jax.config.update("jax_compilation_cache_dir", cache)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    config.add_cleanup(lambda: shutil.rmtree(cache, ignore_errors=True))
 
 
 @pytest.fixture(autouse=True)
@@ -49,16 +70,16 @@ def sgd_classifier(learning_rate=0.5):
     return model
 
 
-def expected_sgd_step(model, x, y, step_weights, learning_rate):
-    """The weights after one SGD step on `mean(step_weights * loss)`, by hand.
+def sgd_gradients(model, x, y, step_weights):
+    """The loss `mean(step_weights * loss)` of a batch and its gradients, by hand.
 
     The gradient of the sparse categorical cross-entropy of a `sgd_classifier`
     (Dense-tanh, Dense-softmax) is back-propagated with NumPy, so that the
     expectation depends on no Keras backend.
 
     Returns:
-        A tuple `(loss, weights)`: the weighted loss before the step and the
-        weights after it, in the order of `model.get_weights()`.
+        A tuple `(loss, gradients)`: a float and float64 arrays in the order of
+        `model.get_weights()`.
     """
     dense = [layer for layer in model.layers if isinstance(layer, keras.layers.Dense)]
     assert len(dense) == len(model.layers) == 2, "a Dense-tanh, Dense-softmax model"
@@ -73,12 +94,22 @@ def expected_sgd_step(model, x, y, step_weights, learning_rate):
     probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
     rows = np.arange(len(x))
     per_sample = -np.log(probabilities[rows, y])
-    loss = np.mean(step_weights * per_sample)
     d_logits = probabilities.copy()
     d_logits[rows, y] -= 1.0
     d_logits *= step_weights[:, None] / len(x)
     d_hidden = (d_logits @ kernel_2.T) * (1.0 - hidden**2)
     gradients = [x.T @ d_hidden, d_hidden.sum(axis=0), hidden.T @ d_logits, d_logits.sum(axis=0)]
-    after = [(w - learning_rate * g).astype("float32") for w, g in zip(
-        (kernel_1, bias_1, kernel_2, bias_2), gradients)]
-    return float(loss), after
+    return float(np.mean(step_weights * per_sample)), gradients
+
+
+def expected_sgd_step(model, x, y, step_weights, learning_rate):
+    """The weights after one SGD step on `mean(step_weights * loss)`, by hand.
+
+    Returns:
+        A tuple `(loss, weights)`: the weighted loss before the step and the
+        weights after it, in the order of `model.get_weights()`.
+    """
+    loss, gradients = sgd_gradients(model, x, y, step_weights)
+    after = [(np.asarray(w, "float64") - learning_rate * g).astype("float32")
+             for w, g in zip(model.get_weights(), gradients)]
+    return loss, after
