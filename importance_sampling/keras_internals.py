@@ -5,8 +5,9 @@ Keras breaks one module, and the minimum Keras version in `pyproject.toml` is
 the oldest one that has them all.
 """
 
-from keras.src.datasets.cifar import load_batch  # noqa: F401 (re-exported)
-from keras.src.datasets.npz_utils import load_npz  # noqa: F401 (re-exported)
+# Re-exported, each named here once.
+from keras.src.datasets.cifar import load_batch  # noqa: F401
+from keras.src.datasets.npz_utils import load_npz  # noqa: F401
 from keras.src.losses.loss import unscale_loss_for_distribution  # noqa: F401
 from keras.src.trainers.data_adapters.py_dataset_adapter import (  # noqa: F401
     PyDatasetAdapter,

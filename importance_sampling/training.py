@@ -26,9 +26,7 @@ from importance_sampling.datasets import BaseDataset, InMemoryDataset
 from importance_sampling.model_wrappers import (
     OracleWrapper,
     _EvaluationSignals,
-    announce_step,
     installed_train_step,
-    pack_batch,
 )
 from importance_sampling.reweighting import BiasedReweightingPolicy
 from importance_sampling.samplers import (
@@ -37,8 +35,8 @@ from importance_sampling.samplers import (
     LSTMSampler,
     ModelSampler,
 )
-from importance_sampling.samplers.base import BaseSampler, warn_uniform_fallback
-from importance_sampling.step import SCORES, USABLE, ImportanceDraw, WeightedStep
+from importance_sampling.host import CompiledSide, HostSide, StepNumbers, StreamCandidates
+from importance_sampling.step import ImportanceDraw, WeightedStep
 from importance_sampling.utils import nested
 from importance_sampling.utils.weights import user_sample_weights
 
@@ -92,41 +90,6 @@ def _smoothed(sampler, smooth, adaptive_smoothing):
     return AdditiveSmoothingSampler(sampler, smooth)
 
 
-
-
-class _StreamCandidates(BaseDataset):
-    """The candidates that Keras handed the current step, for a host sampler."""
-
-    random_access = False
-
-    def __init__(self):
-        self.batch = None
-        self.position = 0
-
-    def _draw(self, split, count, rng):
-        x, y, _ = keras.utils.unpack_x_y_sample_weight(self.batch)
-        x, y = keras.tree.map_structure(keras.ops.convert_to_numpy, (x, y))
-        size = nested.num_samples(x)
-        start, self.position = self.position, self.position + size
-        return np.arange(start, start + size), x, y
-
-
-class _StepNumbers(keras.callbacks.Callback):
-    """Tell a source of candidates from arrays the number of each epoch's first step.
-
-    It is the optimizer's `iterations` at the epoch's start (after
-    `BackupAndRestore` has restored it), so that the candidates of a step
-    depend on its number, in a resumed run as in the uninterrupted one.
-    """
-
-    def __init__(self, source):
-        super().__init__()
-        self.source = source
-
-    def on_epoch_begin(self, epoch, logs=None):
-        # `int()` of a `tf.distribute` variable fails; its NumPy value does not.
-        iterations = keras.ops.convert_to_numpy(self.model.optimizer.iterations)
-        self.source.set_first_step(int(iterations))
 
 
 @dataclasses.dataclass
@@ -452,7 +415,7 @@ class _BaseImportanceTraining:
         host = not self._draws_in_step()
         return _Plan(
             kind="host" if host else "stream", batch_size=batch_size,
-            presample=presample, dataset=_StreamCandidates() if host else None,
+            presample=presample, dataset=StreamCandidates() if host else None,
             # Each process feeds its share of the step's candidates.
             stream=candidates.rebatched(x, presample // self.wrapper.backend.processes()),
             steps=steps_per_epoch,
@@ -509,7 +472,7 @@ class _BaseImportanceTraining:
                     stacklevel=3,
                 )
             sampler = self._make_sampler(plan.dataset, plan.presample)
-            side = _HostSide(self.wrapper, sampler, plan.batch_size, plan.arrays,
+            side = HostSide(self.wrapper, sampler, plan.batch_size, plan.arrays,
                              plan.dataset)
             if plan.dataset.random_access:
                 # Keras iterates over the step numbers; the sampler draws.
@@ -517,7 +480,7 @@ class _BaseImportanceTraining:
             else:
                 x, keras_batch_size, steps = plan.stream, None, plan.steps
         else:
-            side = _CompiledSide()
+            side = CompiledSide()
             callbacks.append(side)
             keras_batch_size, steps = None, plan.steps
             if plan.kind == "arrays":
@@ -526,7 +489,7 @@ class _BaseImportanceTraining:
                     self._array_data(plan), plan.presample, plan.steps,
                     (self._seed + 1) % (2**31 - 1),
                 )
-                callbacks.append(_StepNumbers(built.source))
+                callbacks.append(StepNumbers(built.source))
                 steps = None
             else:
                 x = plan.stream
@@ -611,71 +574,6 @@ def _are_arrays(data):
         keras.utils.unpack_x_y_sample_weight(tuple(data))[0]
         if isinstance(data, (tuple, list)) else data
     )
-
-
-class _CompiledSide(keras.callbacks.Callback):
-    """What runs on the host around a step drawn in the train step.
-
-    Whether each step's scores were usable is read at the end of an epoch,
-    not after each step, so that the host does not wait for the steps.
-    """
-
-    def __init__(self):
-        super().__init__()
-        self._usable = []
-
-    def __call__(self, train_function, args, backend_module):
-        logs, rest = backend_module.split_outputs(train_function(*args))
-        logs = dict(logs)
-        self._usable.append(logs.pop(USABLE))
-        return backend_module.join_outputs(logs, rest)
-
-    def on_epoch_end(self, epoch, logs=None):
-        usable = [float(keras.ops.convert_to_numpy(u)) for u in self._usable]
-        self._usable = []
-        if min(usable, default=1) < 1:
-            warn_uniform_fallback()
-
-
-class _HostSide:
-    """Draw each step's batch on the host with a sampler, and feed it back.
-
-    Args:
-        wrapper: The `OracleWrapper` of the model.
-        sampler: The `BaseSampler` that draws the batches.
-        batch_size: The number of items of a step.
-        arrays: `(x, y, sample_weight)` of the training data, or `None`.
-        dataset: The dataset that the sampler draws from; a
-            `_StreamCandidates` receives the candidates of each step.
-    """
-
-    def __init__(self, wrapper, sampler, batch_size, arrays, dataset):
-        self.wrapper = wrapper
-        self.sampler = sampler
-        self.batch_size = batch_size
-        self.sample_weight = None if arrays is None else arrays[2]
-        self.stream = dataset if isinstance(dataset, _StreamCandidates) else None
-
-    def __call__(self, train_function, args, backend_module):
-        *state, _ = args
-        if self.stream is not None:
-            self.stream.batch = backend_module.next_batch(args)
-        self.wrapper.fit_state = state
-        try:
-            batch = self.sampler.sample(self.batch_size)
-        finally:
-            self.wrapper.fit_state = None
-        weights = np.ones(self.batch_size, "float32")
-        if self.sample_weight is not None:
-            weights = self.sample_weight[batch.idxs]
-        packed = pack_batch(batch.weights, batch.metric_weights, weights)
-        outputs = train_function(*state, backend_module.one_batch((batch.x, batch.y, packed)))
-        logs, rest = backend_module.split_outputs(outputs)
-        logs = dict(logs)
-        logs.pop(USABLE)
-        logs, scores = announce_step(logs, logs.pop(SCORES))
-        self.sampler.update(batch.idxs, scores)
-        return backend_module.join_outputs(logs, rest)
 
 
 class ImportanceTraining(_BaseImportanceTraining):

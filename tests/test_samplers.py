@@ -2,7 +2,6 @@ import warnings
 
 import numpy as np
 import pytest
-import tensorflow as tf
 from scipy_free_stats import chi_square_upper_quantile
 
 from importance_sampling.datasets import BaseDataset, InMemoryDataset
