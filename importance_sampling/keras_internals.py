@@ -60,11 +60,6 @@ def update_compiled_metrics(model, y, y_pred, metric_weights, sample_weight):
                 metrics.update_state(y_t, y_p, sample_weight=weights)
 
 
-def take_initial_epoch(model):
-    """The epoch that `BackupAndRestore` asks `fit` to resume from, or `None`."""
-    return model._initial_epoch
-
-
 def compute_loss(model, x, y, y_pred, sample_weight):
     """`model.compute_loss` in training mode, also for overrides without `training`."""
     return model._compute_loss(
