@@ -84,7 +84,9 @@ _FINDINGS = """
 - **XLA**: with `model.compile(..., jit_compile=True)` the whole step,
   scoring included, is compiled with XLA, as `model.fit` compiles its own.
 - **Other backends**: the same step runs on JAX and PyTorch, where Keras's
-  data adapter brings the candidates to the step; their rows below.
+  data adapter brings the candidates to the step; their rows below. PyTorch
+  runs the step eagerly, as Keras runs its own there, so the scoring pass
+  costs more than in a compiled step.
 
 Timings vary by 10 to 20 % from one run to the next on a shared 2-core
 machine; the ratios, taken within each round, vary less.

@@ -113,3 +113,18 @@ def expected_sgd_step(model, x, y, step_weights, learning_rate):
     after = [(np.asarray(w, "float64") - learning_rate * g).astype("float32")
              for w, g in zip(model.get_weights(), gradients)]
     return loss, after
+
+
+def proportional_positions(scores, variates):
+    """Inverse transform sampling, written anew with NumPy."""
+    cumulative = np.cumsum(scores)
+    positions = np.searchsorted(cumulative, variates * cumulative[-1], side="right")
+    return np.minimum(positions, len(scores) - 1)
+
+
+def sparse_losses(model, x, y):
+    """Per-sample sparse categorical cross-entropy of `model` in inference mode."""
+    y_pred = model(x, training=False)
+    return keras.ops.convert_to_numpy(
+        keras.losses.sparse_categorical_crossentropy(y, y_pred)
+    ).astype("float64")

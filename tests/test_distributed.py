@@ -21,7 +21,14 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import blobs, expected_sgd_step, make_classifier, sgd_classifier
+from conftest import (
+    blobs,
+    expected_sgd_step,
+    make_classifier,
+    proportional_positions,
+    sgd_classifier,
+    sparse_losses,
+)
 from importance_sampling.model_wrappers import OracleWrapper
 from importance_sampling.reweighting import BiasedReweightingPolicy
 
@@ -177,20 +184,6 @@ def test_batch_size_and_presample_are_global_multiples_of_the_replicas(mirrored)
     assert "run on one device" in errors["host"]
 
 
-def _proportional_positions(scores, variates):
-    """Inverse transform sampling, written anew with NumPy."""
-    cumulative = np.cumsum(scores)
-    positions = np.searchsorted(cumulative, variates * cumulative[-1], side="right")
-    return np.minimum(positions, len(scores) - 1)
-
-
-def _losses(model, x, y):
-    y_pred = model(x, training=False)
-    return keras.ops.convert_to_numpy(
-        keras.losses.sparse_categorical_crossentropy(y, y_pred)
-    ).astype("float64")
-
-
 def test_replicas_draw_their_own_share_from_their_own_candidates(mirrored):
     step = mirrored["step"]
     x, y, sample_weight = _data()
@@ -207,9 +200,9 @@ def test_replicas_draw_their_own_share_from_their_own_candidates(mirrored):
     for replica, own, (drawn_x, drawn_y, weights, metric_weights, weight_b) in draws:
         # Replica r keeps the r-th share of the step's variates, and draws
         # from its own candidates in proportion to their scores.
-        scores = _losses(model, x[own], y[own])
+        scores = sparse_losses(model, x[own], y[own])
         variates = step["variates"][replica * share:(replica + 1) * share]
-        positions.append(_proportional_positions(scores, variates))
+        positions.append(proportional_positions(scores, variates))
         drawn = own[positions[-1]]
         np.testing.assert_array_equal(drawn_x, x[drawn])
         np.testing.assert_array_equal(drawn_y, y[drawn])

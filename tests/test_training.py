@@ -16,49 +16,6 @@ X_VAL, LABELS_VAL = blobs(64, num_classes=3, seed=1)
 Y_VAL = one_hot(LABELS_VAL, 3)
 
 
-class HookRecorder(keras.callbacks.Callback):
-    """Record every hook called, with the model it was given."""
-
-    def __init__(self, stop_at_batch=None):
-        super().__init__()
-        self.calls = []
-        self.models = set()
-        self.stop_at_batch = stop_at_batch
-
-    def _record(self, name, logs):
-        self.calls.append((name, dict(logs or {})))
-        self.models.add(id(self.model))
-
-    def on_train_begin(self, logs=None):
-        self._record("train_begin", logs)
-
-    def on_train_end(self, logs=None):
-        self._record("train_end", logs)
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._record("epoch_begin", logs)
-
-    def on_epoch_end(self, epoch, logs=None):
-        self._record("epoch_end", logs)
-
-    def on_train_batch_begin(self, batch, logs=None):
-        self._record("batch_begin", logs)
-
-    def on_train_batch_end(self, batch, logs=None):
-        self._record("batch_end", logs)
-        if batch == self.stop_at_batch:
-            self.model.stop_training = True
-
-    def on_test_begin(self, logs=None):
-        self._record("test_begin", logs)
-
-    def on_test_end(self, logs=None):
-        self._record("test_end", logs)
-
-    def names(self):
-        return [name for name, _ in self.calls]
-
-
 @pytest.mark.parametrize("training", [ImportanceTraining, ApproximateImportanceTraining])
 def test_fit_trains_the_users_model_in_place_and_returns_a_history(training):
     model = make_classifier(2, 3, loss="categorical_crossentropy")
@@ -87,41 +44,6 @@ def test_trained_model_round_trips_through_keras_save(tmp_path):
                                rtol=1e-6)
     # the restored model trains on with importance sampling
     ImportanceTraining(restored, presample=64).fit(X, Y, batch_size=16, epochs=1, verbose=0)
-
-
-def test_every_callback_hook_is_called_with_the_users_model():
-    model = make_classifier(2, 3)
-    recorder = HookRecorder()
-    ImportanceTraining(model, presample=64).fit(
-        X, Y, batch_size=32, epochs=2, verbose=0, callbacks=[recorder],
-        validation_data=(X_VAL, Y_VAL),
-    )
-    epoch = ["epoch_begin"] + ["batch_begin", "batch_end"] * 8 + ["test_begin", "test_end", "epoch_end"]
-    assert recorder.names() == ["train_begin"] + epoch * 2 + ["train_end"]
-    assert recorder.models == {id(model)}
-    batch_logs = [logs for name, logs in recorder.calls if name == "batch_end"]
-    assert all(set(logs) == {"loss", "accuracy"} for logs in batch_logs)
-
-
-def test_stop_training_is_honoured_in_the_middle_of_an_epoch():
-    model = make_classifier(2, 3)
-    recorder = HookRecorder(stop_at_batch=2)
-    history = ImportanceTraining(model, presample=64).fit(
-        X, Y, batch_size=16, epochs=5, verbose=0, callbacks=[recorder]
-    )
-    assert recorder.names().count("batch_end") == 3
-    assert len(history.history["loss"]) == 1
-    assert int(model.optimizer.iterations) == 3
-
-
-def test_early_stopping_stops_the_loop():
-    model = make_classifier(2, 3)
-    stopper = keras.callbacks.EarlyStopping(monitor="loss", min_delta=100.0, patience=1)
-    history = ImportanceTraining(model, presample=64).fit(
-        X, Y, batch_size=32, epochs=10, verbose=0, callbacks=[stopper]
-    )
-    assert len(history.history["loss"]) == 2
-    assert stopper.stopped_epoch == 1
 
 
 def test_verbose_one_shows_the_keras_progress_bar(capsys):

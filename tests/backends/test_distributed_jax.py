@@ -24,7 +24,13 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from conftest import blobs, expected_sgd_step, sgd_classifier
+from conftest import (
+    blobs,
+    expected_sgd_step,
+    proportional_positions,
+    sgd_classifier,
+    sparse_losses,
+)
 
 from importance_sampling.model_wrappers import OracleWrapper
 from importance_sampling.reweighting import BiasedReweightingPolicy
@@ -128,20 +134,6 @@ def data_parallel(tmp_path_factory):
         return pickle.load(file)
 
 
-def _proportional_positions(scores, variates):
-    """Inverse transform sampling, written anew with NumPy."""
-    cumulative = np.cumsum(scores)
-    positions = np.searchsorted(cumulative, variates * cumulative[-1], side="right")
-    return np.minimum(positions, len(scores) - 1)
-
-
-def _losses(model, x, y):
-    y_pred = model(x, training=False)
-    return keras.ops.convert_to_numpy(
-        keras.losses.sparse_categorical_crossentropy(y, y_pred)
-    ).astype("float64")
-
-
 def test_data_parallel_step_draws_once_from_all_candidates(data_parallel):
     run = data_parallel
     assert run["replicated_over"] == 2
@@ -151,8 +143,8 @@ def test_data_parallel_step_draws_once_from_all_candidates(data_parallel):
     assert len(candidates_x) == PRESAMPLE and len(drawn_x) == BATCH
     model = sgd_classifier(LEARNING_RATE)
     model.set_weights(run["initial"])
-    scores = _losses(model, candidates_x, candidates_y)
-    positions = _proportional_positions(scores, run["variates"])
+    scores = sparse_losses(model, candidates_x, candidates_y)
+    positions = proportional_positions(scores, run["variates"])
     np.testing.assert_array_equal(drawn_x, candidates_x[positions])
     np.testing.assert_array_equal(drawn_y, candidates_y[positions])
     np.testing.assert_array_equal(weight_b, candidates_w[positions])
