@@ -43,7 +43,8 @@ def _per_sample_error(y_true, y_pred):
     if y_pred.shape[-1] == 1:
         y_true = ops.reshape(ops.cast(y_true, "float32"), ops.shape(y_pred))
         correct = ops.equal(ops.cast(y_pred > 0.5, "float32"), y_true)
-    elif len(y_true.shape) == len(y_pred.shape):
+    elif len(y_true.shape) == len(y_pred.shape) and y_true.shape[-1] != 1:
+        # One-hot (or probability) targets; a last axis of 1 holds labels.
         correct = ops.equal(ops.argmax(y_pred, -1), ops.argmax(y_true, -1))
     else:
         labels = ops.cast(ops.reshape(y_true, ops.shape(y_pred)[:-1]), "int32")

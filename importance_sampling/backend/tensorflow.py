@@ -84,7 +84,9 @@ def next_batch(args):
 
 
 def compile_function(function):
-    return tf.function(function, reduce_retracing=True)
+    # Traced per input shape: relaxed, unknown ranks would defeat the loss's
+    # alignment of the ranks of targets and predictions.
+    return tf.function(function)
 
 
 class ResidentArraySource:

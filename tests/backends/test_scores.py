@@ -73,3 +73,14 @@ def test_scores_are_taken_in_inference_mode(kind):
     np.testing.assert_allclose(scores, hand_scores(kind, model, X, LABELS, p),
                                rtol=1e-4, atol=1e-6)
     np.testing.assert_array_equal(wrapper.score(X, Y, batch_size=8), scores)
+
+
+@pytest.mark.parametrize("kind", ["loss", "acc"])
+def test_labels_of_shape_n_or_n_1_give_the_same_scores(kind):
+    model = make_classifier(2, 3, loss="sparse_categorical_crossentropy")
+    wrapper = OracleWrapper(model, BiasedReweightingPolicy(), score=kind)
+    expected = hand_scores(kind, model, X, LABELS, probabilities(model, X))
+    # One call per shape, in this order: a relaxed trace of the first shape
+    # must not serve the second.
+    for labels in (LABELS, LABELS[:, None], LABELS):
+        np.testing.assert_allclose(wrapper.score(X, labels), expected, rtol=1e-5, atol=1e-6)

@@ -7,7 +7,7 @@ import itertools
 import keras
 import numpy as np
 import pytest
-from conftest import blobs, expected_sgd_step, one_hot, sgd_classifier
+from conftest import blobs, expected_sgd_step, make_classifier, one_hot, sgd_classifier
 
 from importance_sampling.model_wrappers import OracleWrapper
 from importance_sampling.reweighting import BiasedReweightingPolicy
@@ -249,3 +249,14 @@ def test_the_models_own_train_step_and_function_are_back_after_fit(path):
     assert history.history["loss"][0] == pytest.approx(loss, rel=1e-5)
     for new, want in zip(model.get_weights(), expected):
         np.testing.assert_allclose(new, want, rtol=1e-4, atol=1e-6)
+
+
+def test_a_model_with_nothing_to_train_warns_as_keras_does():
+    model = make_classifier(2, 3)
+    model.trainable = False
+    model.compile(keras.optimizers.SGD(0.1), "categorical_crossentropy")
+    before = model.get_weights()
+    with pytest.warns(UserWarning, match="does not have any trainable weights"):
+        ImportanceTraining(model, presample=64).fit(X, Y, batch_size=32, verbose=0)
+    for old, new in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(old, new)
