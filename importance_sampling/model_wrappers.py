@@ -149,10 +149,19 @@ class OracleWrapper:
             raise ValueError(
                 f"`score` must be one of {SCORES_KINDS}. Received: score={score!r}"
             )
-        if score in SINGLE_OUTPUT_SCORES and len(model.outputs or [None]) > 1:
+        # Subclassed and not yet built models have no `outputs`.
+        outputs = getattr(model, "outputs", None) or [None]
+        if score in SINGLE_OUTPUT_SCORES and len(outputs) > 1:
             raise ValueError(
                 f"`score={score!r}` needs a model with one output. Received: "
-                f"model {model.name!r} with {len(model.outputs)} outputs"
+                f"model {model.name!r} with {len(outputs)} outputs"
+            )
+        if score == "gnorm" and getattr(model, "inputs", None) is None:
+            raise ValueError(
+                "`score='gnorm'` needs a functional or Sequential model with "
+                "an `Input`, which it splits before its last activation. "
+                f"Received: model {model.name!r} of type {type(model).__name__} "
+                "without inputs"
             )
         self.model = model
         self.reweighting = reweighting

@@ -1,5 +1,6 @@
 """`OracleWrapper`'s scores on every backend, against scores computed by hand."""
 
+import keras
 import numpy as np
 import pytest
 from conftest import blobs, make_classifier, one_hot, sgd_gradients
@@ -84,3 +85,22 @@ def test_labels_of_shape_n_or_n_1_give_the_same_scores(kind):
     # must not serve the second.
     for labels in (LABELS, LABELS[:, None], LABELS):
         np.testing.assert_allclose(wrapper.score(X, labels), expected, rtol=1e-5, atol=1e-6)
+
+
+class Subclassed(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.dense = keras.layers.Dense(3, activation="softmax")
+
+    def call(self, x):
+        return self.dense(x)
+
+
+def test_subclassed_models_get_acc_scores_and_a_clear_gnorm_refusal():
+    model = Subclassed()
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    with pytest.raises(ValueError, match="`score='gnorm'` needs .* Received: model"):
+        OracleWrapper(model, BiasedReweightingPolicy(), score="gnorm")
+    scores = OracleWrapper(model, BiasedReweightingPolicy(), score="acc").score(X, LABELS)
+    predicted = keras.ops.convert_to_numpy(model(X)).argmax(axis=1)
+    np.testing.assert_array_equal(scores, (predicted != LABELS).astype("float32"))
