@@ -11,6 +11,18 @@ import numpy as np
 from keras import ops
 
 _EPSILON = 1e-12
+# Scores below this are read as this (it is a normal float32), and weights
+# are at most e ** _LOG_LARGEST, within the float32 range.
+_TINY = 1e-37
+_LOG_LARGEST = 80.0
+
+
+def scores_are_usable(scores, xp=np):
+    """Whether `scores` are finite, non-negative and not all zero.
+
+    `xp` is `numpy` (the default) or `keras.ops` inside a compiled step.
+    """
+    return xp.all(xp.isfinite(scores)) & xp.all(scores >= 0) & (xp.sum(scores) > 0)
 
 
 def _check_k(k):
@@ -95,16 +107,32 @@ class BiasedReweightingPolicy(ReweightingPolicy):
         self.k = _check_k(k)
 
     def sample_weights(self, positions, scores):
-        weights = self.draw_weights(positions, np.asarray(scores, dtype="float64"), np)
+        scores = np.asarray(scores, dtype="float64")
+        if not scores_are_usable(scores):
+            # As the samplers do: scores that define no distribution are uniform.
+            scores = np.ones_like(scores)
+        weights = self.draw_weights(positions, scores, np)
         return np.asarray(weights, dtype="float32")[:, None]
 
     def draw_weights(self, positions, scores, xp):
         """The weights of `sample_weights()` as a vector, in namespace `xp`.
 
         `xp` is `numpy` on the host or `keras.ops` inside a compiled step.
+        The weights are computed in log space, as the equal
+        `b * mean(s) * s_i ** -k / sum_batch(s_j ** (1 - k))` over scores
+        divided by their maximum, so that they stay finite for scores that
+        span many orders of magnitude or are zero, and for very negative
+        `k`; they are capped at `e ** 80`.
         """
-        chosen = xp.take(scores, positions)
-        return _biased_weights(xp.mean(scores) / chosen, chosen, self.k, xp)
+        scores = scores / xp.max(scores)
+        log_chosen = xp.log(xp.maximum(xp.take(scores, positions), _TINY))
+        exponents = (1.0 - self.k) * log_chosen
+        largest = xp.max(exponents)
+        log_normaliser = largest + xp.log(xp.sum(xp.exp(exponents - largest)))
+        log_count = xp.log(xp.sum(xp.ones_like(log_chosen)))
+        log_weights = (log_count + xp.log(xp.maximum(xp.mean(scores), _TINY))
+                       - self.k * log_chosen - log_normaliser)
+        return xp.exp(xp.minimum(log_weights, _LOG_LARGEST))
 
 
 class AdjustedBiasedReweightingPolicy(ReweightingPolicy):

@@ -23,8 +23,7 @@ import keras
 from keras import ops
 
 from importance_sampling import keras_internals
-from importance_sampling.reweighting import unbiased_weights
-from importance_sampling.samplers.base import scores_are_usable
+from importance_sampling.reweighting import scores_are_usable, unbiased_weights
 from importance_sampling.utils import nested
 
 

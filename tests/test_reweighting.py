@@ -93,3 +93,30 @@ def test_correcting_policy_scales_by_clipped_ratio():
     step = np.asarray(policy.step_weights(w, observed))
     biased = BiasedReweightingPolicy(1.0).sample_weights(positions, scores)[:, 0]
     np.testing.assert_allclose(step, biased * np.array([2.0, 1.0, 0.25, 1.0]), rtol=1e-5)
+
+
+@pytest.mark.parametrize("k", [-2.0, 0.0, 0.5, 1.0])
+def test_biased_weights_follow_the_formula(k):
+    rng, scores, _ = presample(3)
+    positions = rng.integers(0, B, size=BATCH)
+    chosen = scores[positions]
+    unbiased = scores.mean() / chosen
+    biased = unbiased**k
+    expected = biased * np.sum(unbiased * chosen) / np.sum(biased * chosen)
+    w = BiasedReweightingPolicy(k).sample_weights(positions, scores)[:, 0]
+    np.testing.assert_allclose(w, expected, rtol=1e-5)
+
+
+@pytest.mark.parametrize("k", [-50.0, -1.0, 0.0, 0.5, 1.0])
+@pytest.mark.parametrize("case", ["zeros", "span", "zero-chosen", "one-huge"])
+def test_biased_weights_stay_finite_and_non_negative(k, case):
+    scores = {
+        "zeros": np.zeros(8),
+        "span": np.logspace(-30, 30, 8),
+        "zero-chosen": np.array([0.0, 1.0, 2.0, 3.0, 0.0, 5.0, 6.0, 7.0]),
+        "one-huge": np.array([1e30] + [1e-30] * 7),
+    }[case]
+    w = BiasedReweightingPolicy(k).sample_weights(np.array([0, 1, 4, 7]), scores)
+    assert w.dtype == np.float32 and np.all(np.isfinite(w)) and np.all(w >= 0)
+    if case == "zeros":
+        np.testing.assert_array_equal(w, 1.0)

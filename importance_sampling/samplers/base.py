@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from importance_sampling import signals
-from importance_sampling.reweighting import unbiased_weights
+from importance_sampling.reweighting import scores_are_usable, unbiased_weights
 from importance_sampling.utils import nested
 
 
@@ -62,14 +62,6 @@ def sampling_scores(scores):
         return scores
     warn_uniform_fallback(stacklevel=3)
     return None
-
-
-def scores_are_usable(scores, xp=np):
-    """Whether `scores` are finite, non-negative and not all zero.
-
-    `xp` is `numpy` (the default) or `keras.ops` inside a compiled step.
-    """
-    return xp.all(xp.isfinite(scores)) & xp.all(scores >= 0) & (xp.sum(scores) > 0)
 
 
 def warn_uniform_fallback(stacklevel=2):
