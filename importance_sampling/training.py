@@ -348,7 +348,11 @@ class _BaseImportanceTraining:
         if batch_size is None:
             batch_size = 32
         _check_positive_int("batch_size", batch_size)
-        if isinstance(x, BaseDataset):
+        if isinstance(x, InMemoryDataset):
+            dataset, arrays = x, (*x.train_data[:], np.ones(len(x.train_data), "float32"))
+        elif isinstance(x, BaseDataset):
+            # Its samples may change at every access (augmentation): the
+            # sampler reads them on the host, step by step.
             dataset, arrays = x, None
         else:
             if y is None:
@@ -375,7 +379,7 @@ class _BaseImportanceTraining:
             )
         # Variables made while tracing would make the step trace twice.
         self.wrapper.build(*dataset.train_data[:1])
-        host = not self._draws_in_step()
+        host = arrays is None or not self._draws_in_step()
         return _Plan(
             kind="host" if host else "arrays", batch_size=batch_size,
             presample=self._presample_size(batch_size), dataset=dataset,
@@ -486,7 +490,7 @@ class _BaseImportanceTraining:
             if plan.kind == "arrays":
                 # Another stream than the draws in the step, of the same seed.
                 x = built.source.load(
-                    self._array_data(plan), plan.presample, plan.steps,
+                    plan.arrays, plan.presample, plan.steps,
                     (self._seed + 1) % (2**31 - 1),
                 )
                 callbacks.append(StepNumbers(built.source))
@@ -509,14 +513,6 @@ class _BaseImportanceTraining:
         finally:
             if built.source is not None:
                 built.source.release()
-
-    @staticmethod
-    def _array_data(plan):
-        """`(x, y, sample_weight)` of the training data of an array plan."""
-        if plan.arrays is not None:
-            return plan.arrays
-        x, y = plan.dataset.train_data[:]
-        return x, y, np.ones(len(plan.dataset.train_data), "float32")
 
     def _built_step(self, plan):
         """The train step of `plan` and Keras's train function, built once.

@@ -214,3 +214,20 @@ def test_zca_whitening_decorrelates_the_training_images():
     np.testing.assert_array_equal(y_white, y)
     np.testing.assert_allclose(whitened.test_data[:][0], x_white[:10], atol=1e-4)
     assert whitened.shape == (2, 2, 3) and whitened.output_size == 2
+
+
+def test_training_on_an_augmented_dataset_augments_at_every_step(monkeypatch):
+    from importance_sampling.training import ImportanceTraining
+
+    dataset = images()
+    augmented = OntheflyAugmentedImages(dataset, {"horizontal_flip": True}, seed=1)
+    calls = []
+    original = augmented._augmented
+    monkeypatch.setattr(augmented, "_augmented", lambda x: calls.append(len(x)) or original(x))
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Flatten(),
+                              keras.layers.Dense(2, activation="softmax")])
+    model.compile("sgd", "categorical_crossentropy")
+    ImportanceTraining(model, presample=8).fit_dataset(augmented, batch_size=4, epochs=2,
+                                                       verbose=0)
+    # 4 steps an epoch, each drawing 8 freshly augmented candidates
+    assert calls.count(8) == 8
