@@ -128,3 +128,32 @@ def sparse_losses(model, x, y):
     return keras.ops.convert_to_numpy(
         keras.losses.sparse_categorical_crossentropy(y, y_pred)
     ).astype("float64")
+
+
+def assert_single_device_step(run, drawn, learning_rate):
+    """`run`'s weights after one distributed step are a single-device SGD step.
+
+    `run` holds the weights `initial` and `after` the step and its logged
+    `loss`; `drawn` is `(x, y, weights, metric_weights, sample_weight)` of
+    all the items drawn in the step. The reference is both
+    `OracleWrapper.train_batch` and `expected_sgd_step`, computed by hand.
+    """
+    from importance_sampling.model_wrappers import OracleWrapper
+    from importance_sampling.reweighting import BiasedReweightingPolicy
+
+    x_b, y_b, weights, metric_weights, weight_b = drawn
+    reference = sgd_classifier(learning_rate)
+    reference.set_weights(run["initial"])
+    expected_loss, expected = expected_sgd_step(
+        reference, x_b, y_b, weights[:, 0] * weight_b, learning_rate
+    )
+    loss, _, _ = OracleWrapper(reference, BiasedReweightingPolicy(1.0)).train_batch(
+        x_b, y_b, weights, metric_weights, weight_b
+    )
+    for after, single, by_hand in zip(run["after"], reference.get_weights(), expected):
+        np.testing.assert_allclose(after, single, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(after, by_hand, rtol=1e-5, atol=1e-6)
+    assert run["loss"] == pytest.approx(expected_loss, rel=1e-5)
+    assert loss == pytest.approx(expected_loss, rel=1e-5)
+    # The step moved the weights: the comparison is not between initial weights.
+    assert max(np.abs(a - i).max() for a, i in zip(run["after"], run["initial"])) > 1e-3

@@ -25,15 +25,13 @@ import keras
 import numpy as np
 import pytest
 from conftest import (
+    assert_single_device_step,
     blobs,
-    expected_sgd_step,
     proportional_positions,
     sgd_classifier,
     sparse_losses,
 )
 
-from importance_sampling.model_wrappers import OracleWrapper
-from importance_sampling.reweighting import BiasedReweightingPolicy
 
 if keras.backend.backend() != "jax":
     raise ImportError(
@@ -164,21 +162,7 @@ def test_data_parallel_step_draws_once_from_all_candidates(data_parallel):
 def test_data_parallel_step_equals_a_single_device_weighted_step(data_parallel):
     run = data_parallel
     (record,) = run["records"]
-    x_b, y_b, weights, metric_weights, weight_b = record[1]
-    reference = sgd_classifier(LEARNING_RATE)
-    reference.set_weights(run["initial"])
-    expected_loss, expected = expected_sgd_step(
-        reference, x_b, y_b, weights[:, 0] * weight_b, LEARNING_RATE
-    )
-    loss, _, _ = OracleWrapper(reference, BiasedReweightingPolicy(1.0)).train_batch(
-        x_b, y_b, weights, metric_weights, weight_b
-    )
-    for after, single, by_hand in zip(run["after"], reference.get_weights(), expected):
-        np.testing.assert_allclose(after, single, rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(after, by_hand, rtol=1e-5, atol=1e-6)
-    assert run["loss"] == pytest.approx(expected_loss, rel=1e-5)
-    assert loss == pytest.approx(expected_loss, rel=1e-5)
-    assert max(np.abs(a - i).max() for a, i in zip(run["after"], run["initial"])) > 1e-3
+    assert_single_device_step(run, record[1], LEARNING_RATE)
 
 
 # Two processes
