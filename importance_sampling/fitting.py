@@ -15,18 +15,20 @@ from typing import Any, Callable, NamedTuple, Optional
 import keras
 import numpy as np
 
-from importance_sampling import candidates, signals
+from importance_sampling import candidates, keras_internals, signals
 from importance_sampling.datasets import BaseDataset, InMemoryDataset
 from importance_sampling.host import CompiledSide, HostSide, StepNumbers, StreamCandidates
 from importance_sampling.model_wrappers import (
     OracleWrapper,
     _EvaluationSignals,
     installed_train_step,
+    model_scope,
 )
 from importance_sampling.reweighting import BiasedReweightingPolicy
 from importance_sampling.step import ImportanceDraw, WeightedStep
 from importance_sampling.utils import nested
 from importance_sampling.utils.weights import user_sample_weights
+from importance_sampling.variance import VarianceReductionSwitch, default_threshold
 
 def check_positive_int(name, value):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
@@ -43,6 +45,19 @@ def _check_presample(presample):
             "`presample` must be a positive integer (a number of candidates) "
             "or a float larger than 1 (a multiple of the batch size). "
             f"Received: presample={presample!r}"
+        )
+
+
+def _check_tau_th(tau_th):
+    if tau_th is None or tau_th == "auto":
+        return
+    if isinstance(tau_th, bool) or not isinstance(
+        tau_th, (int, float, np.integer, np.floating)
+    ) or not tau_th >= 1:
+        raise ValueError(
+            "`tau_th` must be `None` (always importance sampling), `'auto'` or "
+            "a number of at least 1 (the variance reduction above which "
+            f"importance sampling is on). Received: tau_th={tau_th!r}"
         )
 
 
@@ -104,23 +119,36 @@ class BaseImportanceTraining:
             scores.
         presample: Number of candidates scored for each batch (an `int`),
             or a multiple of the batch size (a `float`).
+        score: The kind of score of `OracleWrapper`.
+        layer: The layer of `score="gnorm"`.
+        tau_th: `None` to sample by importance at every step, or the
+            threshold of the variance reduction `tau` (a number, or `"auto"`
+            for `(B + 3 b) / 3 b`) above which importance sampling is on.
+
+    Attributes:
+        importance_steps: The number of steps of the last `fit` whose batch
+            was drawn by importance (not uniformly).
     """
 
-    def __init__(self, model, k, smooth, adaptive_smoothing, presample):
+    def __init__(self, model, k, smooth, adaptive_smoothing, presample,
+                 score="loss", layer=None, tau_th=None):
         if not smooth >= 0:
             raise ValueError(
                 f"`smooth` must be a non-negative number. Received: smooth={smooth}"
             )
         _check_presample(presample)
+        _check_tau_th(tau_th)
         _warn_on_custom_train_step(model)
         self.model = model
         self.reweighting = BiasedReweightingPolicy(k)
         self.smooth = float(smooth)
         self.adaptive_smoothing = bool(adaptive_smoothing)
         self.presample = presample
-        self.wrapper = OracleWrapper(model, self.reweighting)
+        self.tau_th = tau_th
+        self.wrapper = OracleWrapper(model, self.reweighting, score=score, layer=layer)
         self._seed = np.random.randint(2**31 - 1)
         self._built_steps = {}
+        self.importance_steps = 0
 
     stream_refusal = None
 
@@ -479,14 +507,19 @@ class BaseImportanceTraining:
         def train_function(*args):
             return side(built.train_function, args, backend_module)
 
+        if built.switch is not None:
+            built.switch.restart()
         try:
-            with installed_train_step(model, built.train_step, train_function):
-                return model.fit(
+            with installed_train_step(model, built.train_step, train_function), \
+                    keras_internals.training_metric(model, built.switch) as metric:
+                history = model.fit(
                     x, None, batch_size=keras_batch_size, epochs=epochs,
-                    callbacks=callbacks, steps_per_epoch=steps,
+                    callbacks=callbacks + [metric], steps_per_epoch=steps,
                     class_weight=plan.class_weight, shuffle=False,
                     validation_data=plan.validation_data, **fit_kwargs,
                 )
+                self.importance_steps = side.importance_steps
+                return history
         finally:
             if built.source is not None:
                 built.source.release()
@@ -500,26 +533,42 @@ class BaseImportanceTraining:
         """
         model = self.model
         settings = self._draw_settings()
-        key = (plan.kind, plan.batch_size, plan.presample, settings,
+        key = (plan.kind, plan.batch_size, plan.presample, settings, self.tau_th,
                model.steps_per_execution, model.jit_compile, id(model.optimizer))
         if key not in self._built_steps:
             backend_module = self.wrapper.backend
             source = backend_module.array_source() if plan.kind == "arrays" else None
-            draw = None
+            draw = switch = None
             if plan.kind != "host":
+                switch = self._switch(plan)
                 draw = ImportanceDraw(
                     self.wrapper, self.reweighting, plan.batch_size, plan.presample,
                     seed=self._seed, rows=None if source is None else source.rows,
-                    **dict(settings),
+                    switch=switch, **dict(settings),
                 )
-            step = WeightedStep(self.wrapper, return_scores=plan.kind == "host")
+            step = WeightedStep(self.wrapper, return_scores=plan.kind == "host",
+                                switch=switch)
             train_step = backend_module.make_train_step(model, step, draw)
             with installed_train_step(model, train_step):
                 model.make_train_function(force=True)
                 self._built_steps[key] = _BuiltStep(
-                    step, train_step, model.train_function, source
+                    step, train_step, model.train_function, source, switch
                 )
         return self._built_steps[key]
+
+    def tau_threshold(self, batch_size, presample):
+        """The threshold of `tau` for `batch_size` items from `presample`, or `None`."""
+        if self.tau_th == "auto":
+            return default_threshold(presample, batch_size)
+        return None if self.tau_th is None else float(self.tau_th)
+
+    def _switch(self, plan):
+        """The `VarianceReductionSwitch` of the steps of `plan`, or `None`."""
+        threshold = self.tau_threshold(plan.batch_size, plan.presample)
+        if threshold is None:
+            return None
+        with model_scope(self.model):
+            return VarianceReductionSwitch(threshold)
 
     @property
     def trace_counts(self):
@@ -540,6 +589,7 @@ class _BuiltStep(NamedTuple):
     train_step: Callable
     train_function: Callable
     source: Any
+    switch: Any
 
 
 def _are_arrays(data):

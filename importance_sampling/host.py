@@ -12,7 +12,7 @@ import numpy as np
 from importance_sampling.datasets import BaseDataset
 from importance_sampling.model_wrappers import announce_step, pack_batch
 from importance_sampling.samplers.base import warn_uniform_fallback
-from importance_sampling.step import SCORES, USABLE
+from importance_sampling.step import IMPORTANCE, SCORES, USABLE
 from importance_sampling.utils import nested
 
 
@@ -54,23 +54,34 @@ class StepNumbers(keras.callbacks.Callback):
 class CompiledSide(keras.callbacks.Callback):
     """What runs on the host around a step drawn in the train step.
 
-    Whether each step's scores were usable is read at the end of an epoch,
-    not after each step, so that the host does not wait for the steps.
+    Whether each step's scores were usable, and whether its batch was drawn
+    by importance, are read at the end of an epoch, not after each step, so
+    that the host does not wait for the steps.
+
+    Attributes:
+        importance_steps: The number of steps so far whose batch was drawn
+            by importance (all of them without a `VarianceReductionSwitch`).
     """
 
     def __init__(self):
         super().__init__()
         self._usable = []
+        self._importance = []
+        self.importance_steps = 0
 
     def __call__(self, train_function, args, backend_module):
         logs, rest = backend_module.split_outputs(train_function(*args))
         logs = dict(logs)
         self._usable.append(logs.pop(USABLE))
+        self._importance.append(logs.pop(IMPORTANCE, 1))
         return backend_module.join_outputs(logs, rest)
 
     def on_epoch_end(self, epoch, logs=None):
         usable = [float(keras.ops.convert_to_numpy(u)) for u in self._usable]
-        self._usable = []
+        self.importance_steps += int(sum(
+            float(keras.ops.convert_to_numpy(i)) for i in self._importance
+        ))
+        self._usable, self._importance = [], []
         if min(usable, default=1) < 1:
             warn_uniform_fallback()
 
@@ -85,9 +96,14 @@ class HostSide:
         arrays: `(x, y, sample_weight)` of the training data, or `None`.
         dataset: The dataset that the sampler draws from; a
             `StreamCandidates` receives the candidates of each step.
+
+    Attributes:
+        importance_steps: The number of steps so far whose batch the
+            sampler drew from scores (not uniformly).
     """
 
     def __init__(self, wrapper, sampler, batch_size, arrays, dataset):
+        self.importance_steps = 0
         self.wrapper = wrapper
         self.sampler = sampler
         self.batch_size = batch_size
@@ -103,6 +119,7 @@ class HostSide:
             batch = self.sampler.sample(self.batch_size)
         finally:
             self.wrapper.fit_state = None
+        self.importance_steps += batch.scores is not None
         weights = np.ones(self.batch_size, "float32")
         if self.sample_weight is not None:
             weights = self.sample_weight[batch.idxs]

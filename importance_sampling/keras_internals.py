@@ -5,6 +5,10 @@ Keras breaks one module, and the minimum Keras version in `pyproject.toml` is
 the oldest one that has them all.
 """
 
+import contextlib
+
+import keras
+
 # Re-exported, each named here once.
 from keras.src.datasets.cifar import load_batch  # noqa: F401
 from keras.src.datasets.npz_utils import load_npz  # noqa: F401
@@ -65,3 +69,36 @@ def compute_loss(model, x, y, y_pred, sample_weight):
     return model._compute_loss(
         x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True
     )
+
+
+@contextlib.contextmanager
+def training_metric(model, metric):
+    """Make `metric` one of `model.metrics` while `fit` trains.
+
+    Keras threads the variables of `model.metrics` through the train step
+    (JAX's stateless step among them) and puts their results in the logs.
+    The context yields a callback for `fit` that takes the metric out while
+    `fit` validates, so that it is not in the validation logs (nor in a
+    test function that Keras keeps). `None` attaches nothing.
+    """
+    callback = _TrainingOnly(model, metric)
+    callback.on_test_end()
+    try:
+        yield callback
+    finally:
+        callback.on_test_begin()
+
+
+class _TrainingOnly(keras.callbacks.Callback):
+    def __init__(self, model, metric):
+        super().__init__()
+        self._owner = model
+        self._metric = metric
+
+    def on_test_begin(self, logs=None):
+        if self._metric is not None and self._metric in self._owner._metrics:
+            self._owner._metrics.remove(self._metric)
+
+    def on_test_end(self, logs=None):
+        if self._metric is not None and self._metric not in self._owner._metrics:
+            self._owner._metrics.append(self._metric)

@@ -14,6 +14,7 @@ import numpy as np
 from keras import ops
 
 from importance_sampling import backend, signals
+from importance_sampling.gnorm import PreActivationGradientNorm
 from importance_sampling.step import SCORES, USABLE, WeightedStep
 from importance_sampling.utils.losses import ModelLoss
 
@@ -104,6 +105,16 @@ def installed_train_step(model, train_step, train_function=None):
         model.train_function = saved_function
 
 
+def model_scope(model):
+    """The context in which `fit` makes the model's variables.
+
+    Under `tf.distribute` it is the model's strategy scope, in which the
+    optimizer's and the metrics' variables are made.
+    """
+    strategy = getattr(model, "distribute_strategy", None)
+    return contextlib.nullcontext() if strategy is None else strategy.scope()
+
+
 def pack_batch(batch_weights, metric_weights, sample_weight):
     """The weights of a host-drawn batch as one `(b, weight_size + 3)` array.
 
@@ -137,13 +148,16 @@ class OracleWrapper:
             loss gradient with respect to all trainable weights, slow) or
             `"acc"` (1 for a misclassified sample, 0 otherwise). `"gnorm"`
             and `"acc"` need a model with one output. Defaults to `"loss"`.
+        layer: For `score="gnorm"`, the layer (or its name) at whose
+            pre-activation output the gradient is taken; see
+            `importance_sampling.gnorm`. Defaults to the last layer.
 
     Raises:
         ValueError: for an uncompiled model or an unknown `score`, or a
             score that needs one output on a model with several.
     """
 
-    def __init__(self, model, reweighting, score="loss"):
+    def __init__(self, model, reweighting, score="loss", layer=None):
         check_model(model)
         if score not in SCORES_KINDS:
             raise ValueError(
@@ -168,7 +182,14 @@ class OracleWrapper:
         self.score_kind = score
         self.backend = backend.get()
         self._model_loss = None
-        self._logits_parts = None
+        if layer is not None and score != "gnorm":
+            raise ValueError(
+                "`layer` chooses where `score='gnorm'` takes its gradient. "
+                f"Received: layer={layer!r} with score={score!r}"
+            )
+        self._gnorm = None
+        if score == "gnorm":
+            self._gnorm = PreActivationGradientNorm(model, layer)
         self._built = False
         self._score_function = None
         self.score_traces = 0
@@ -186,38 +207,6 @@ class OracleWrapper:
             self._model_loss = ModelLoss(self.model)
         return self._model_loss
 
-    def _pre_activation_parts(self):
-        """The model split before its last activation, for `score="gnorm"`."""
-        if self._logits_parts is None:
-            last = self.model.layers[-1]
-            if getattr(last, "activation", None) is None:
-                raise ValueError(
-                    "`score='gnorm'` needs a model whose last layer has an "
-                    f"`activation`. Received: last layer {last.name!r} of type "
-                    f"{type(last).__name__}"
-                )
-            inputs = self.model.inputs
-            trunk = keras.Model(inputs[0] if len(inputs) == 1 else inputs, last.input)
-            self._logits_parts = (trunk, last)
-        return self._logits_parts
-
-    def _outputs_with_logit_gradients(self, x, y, training):
-        trunk, last = self._pre_activation_parts()
-        features = trunk(x, training=training)
-        activation = last.activation
-        last.activation = keras.activations.linear
-        try:
-            logits = last(features, training=training)
-        finally:
-            last.activation = activation
-
-        def losses_of(z):
-            return self._loss_fn(y, activation(z))
-
-        y_pred = activation(logits)
-        norms = self.backend.gradient_norms(losses_of, ops.stop_gradient(logits))
-        return y_pred, norms
-
     def outputs(self, x, y, training):
         """Predictions and per-sample scores of a batch.
 
@@ -225,7 +214,9 @@ class OracleWrapper:
         scores of the chosen kind otherwise.
         """
         if self.score_kind == "gnorm":
-            return self._outputs_with_logit_gradients(x, y, training)
+            return self._gnorm.outputs(
+                x, y, training, self._loss_fn, self.backend.gradient_norms
+            )
         y_pred = self.model(x, training=training)
         if self.score_kind == "acc":
             scores = _per_sample_error(y, y_pred)
@@ -265,18 +256,13 @@ class OracleWrapper:
             return
         model = self.model
         x1, y1 = keras.tree.map_structure(lambda t: t[:1], (x, y))
-        # Under `tf.distribute`, the optimizer's and the metrics' variables
-        # are made in the model's strategy scope, as `fit` makes them.
-        strategy = getattr(model, "distribute_strategy", None)
-        with contextlib.nullcontext() if strategy is None else strategy.scope():
+        with model_scope(model):
             y_pred = model(x1, training=False)
             model.compute_loss(x1, y1, y_pred, training=False)
             model.compute_metrics(x1, y1, y_pred)
             model.reset_metrics()
             if not model.optimizer.built:
                 model.optimizer.build(model.trainable_variables)
-        if self.score_kind == "gnorm":
-            self._pre_activation_parts()
         self._built = True
 
     def reset_metrics(self):

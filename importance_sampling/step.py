@@ -25,6 +25,7 @@ from keras import ops
 from importance_sampling import keras_internals
 from importance_sampling.reweighting import scores_are_usable, unbiased_weights
 from importance_sampling.utils import nested
+from importance_sampling.variance import variance_reduction
 
 
 class Draw(NamedTuple):
@@ -38,6 +39,10 @@ class Draw(NamedTuple):
         sample_weight: The user's weights of the items.
         usable: Whether the scores could define the distribution; when not,
             the batch was drawn uniformly.
+        importance: With a `VarianceReductionSwitch`, 1 when the batch was
+            drawn by importance, 0 when drawn uniformly.
+        tau: With a switch, the variance reduction of the candidates'
+            scores when they were scored (0 otherwise).
     """
 
     x: Any
@@ -46,6 +51,8 @@ class Draw(NamedTuple):
     metric_weights: Any
     sample_weight: Any
     usable: Any
+    importance: Any = None
+    tau: Any = None
 
 
 def proportional_positions(scores, uniform):
@@ -77,7 +84,8 @@ class ImportanceDraw:
         batch_size: The number of items of a step, over all replicas.
         presample: The number of candidates of a step, over all replicas
             (fewer at the end of a stream).
-        forward_batch_size: Batch size of the scoring forward passes.
+        forward_batch_size: Batch size of the scoring forward passes;
+            `None` for the batch size.
         smooth: Added to every score before the batch is drawn.
         seed: An integer, the seed of the draws. The draw of a step is
             seeded with `(seed, optimizer.iterations)`, so that a run resumed
@@ -85,11 +93,15 @@ class ImportanceDraw:
         rows: A function turning the batch that Keras hands the step into
             the candidates `(x, y, sample_weight)`, traceable. Defaults to
             the batch itself.
+        switch: A `VarianceReductionSwitch`: while it is off, the batch is
+            drawn uniformly from the candidates without scoring them, with
+            weights 1. Defaults to `None` (always by importance).
     """
 
     def __init__(self, scorer, reweighting, batch_size, presample,
-                 forward_batch_size=128, smooth=0.0, seed=0, rows=None):
+                 forward_batch_size=128, smooth=0.0, seed=0, rows=None, switch=None):
         self.rows = rows
+        self.switch = switch
         self.scorer = scorer
         self.reweighting = reweighting
         self.batch_size = batch_size
@@ -123,19 +135,44 @@ class ImportanceDraw:
             keras.random.uniform([size * num_replicas], seed=self.seed_generator),
             replica_id, num_replicas,
         )
+        candidates = (x, y, sample_weight)
+        if self.switch is None:
+            return self._by_importance(candidates, variates, num_replicas)
+        return ops.cond(
+            self.switch.is_on(),
+            lambda: self._by_importance(candidates, variates, num_replicas),
+            lambda: self._uniformly(candidates, variates, count),
+        )
+
+    def _by_importance(self, candidates, variates, num_replicas):
+        x, y, sample_weight = candidates
+        forward_batch_size = self.forward_batch_size or self.batch_size // num_replicas
         scores = self.scorer.score_batch(
-            x, y, self.forward_batch_size, self.presample // num_replicas
+            x, y, forward_batch_size, self.presample // num_replicas
         ) + self.smooth
         usable = scores_are_usable(scores, ops)
         scores = ops.where(usable, scores, ops.ones_like(scores))
         positions = proportional_positions(scores, variates)
         x_b, y_b, weight_b = nested.take((x, y, sample_weight), positions)
-        return Draw(
+        drawn = Draw(
             x_b, y_b,
             self.reweighting.draw_weights(positions, scores, ops)[:, None],
             unbiased_weights(positions, scores, ops), weight_b,
             ops.cast(usable, "float32"),
         )
+        if self.switch is None:
+            return drawn
+        return drawn._replace(importance=ops.ones(()), tau=variance_reduction(scores, ops))
+
+    def _uniformly(self, candidates, variates, count):
+        x, y, sample_weight = candidates
+        positions = ops.minimum(
+            ops.cast(ops.floor(variates * ops.cast(count, "float32")), "int32"), count - 1
+        )
+        x_b, y_b, weight_b = nested.take((x, y, sample_weight), positions)
+        ones = ops.ones_like(variates)
+        return Draw(x_b, y_b, ones[:, None], ones, weight_b, ops.ones(()),
+                    ops.zeros(()), ops.zeros(()))
 
 
 class StepSeed(keras.random.SeedGenerator):
@@ -176,10 +213,15 @@ class WeightedStep:
         return_scores: When `True`, the logs also hold the scores observed
             in the step, under `SCORES`, for the samplers that learn from
             them on the host.
+        switch: The `VarianceReductionSwitch` of the draws, updated with the
+            variance reduction of the candidates' scores after a batch drawn
+            by importance, and of the batch's own scores after a uniform
+            one.
     """
 
-    def __init__(self, scorer, return_scores=False):
+    def __init__(self, scorer, return_scores=False, switch=None):
         self.scorer = scorer
+        self.switch = switch
         self.model = scorer.model
         self.return_scores = return_scores
         self.traces = 0
@@ -218,8 +260,14 @@ class WeightedStep:
         keras_internals.update_compiled_metrics(
             self.model, drawn.y, y_pred, drawn.metric_weights, drawn.sample_weight
         )
+        if self.switch is not None:
+            self.switch.update_state(ops.where(
+                drawn.importance > 0, drawn.tau, variance_reduction(scores, ops)
+            ))
         logs = dict(self.model.get_metrics_result())
         logs[USABLE] = drawn.usable
+        if self.switch is not None:
+            logs[IMPORTANCE] = drawn.importance
         if self.return_scores:
             logs[SCORES] = scores
         return logs
@@ -227,3 +275,4 @@ class WeightedStep:
 
 USABLE = "_importance_scores_usable"
 SCORES = "_importance_scores"
+IMPORTANCE = "_importance_sampled"

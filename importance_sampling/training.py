@@ -42,6 +42,12 @@ class ImportanceTraining(BaseImportanceTraining):
     runs inside the model's train step, which Keras's own `fit` drives
     (without adaptive smoothing, which keeps its moving average on the host).
 
+    The 2018 method (Katharopoulos & Fleuret) is reached by its arguments:
+    `score="gnorm"` scores by an upper bound of the gradient norm, `k=1`
+    gives unbiased weights, and `tau_th` samples uniformly, without scoring,
+    until importance sampling reduces the variance enough to pay for the
+    scoring; `UnbiasedImportanceTraining` has that method's defaults.
+
     Args:
         model: A compiled `keras.Model`, trained in place. With several
             outputs, a sample's score is its total loss (the
@@ -55,11 +61,27 @@ class ImportanceTraining(BaseImportanceTraining):
         presample: Number of samples scored per batch (an `int`), or a
             multiple of the batch size (a `float`, e.g. `3.0`); must be
             larger than the batch size. Defaults to `256`.
-        forward_batch_size: Batch size of the scoring forward passes.
-            Defaults to `128`.
+        forward_batch_size: Batch size of the scoring forward passes, or
+            `None` for the batch size. Defaults to `128`.
+        score: What a sample is scored by: `"loss"`, `"gnorm"` (the norm of
+            the loss gradient at `layer`'s pre-activation output, an upper
+            bound of the gradient norm up to a constant; one forward pass),
+            `"full_gnorm"` (the exact per-sample gradient norm; slow) or
+            `"acc"` (1 if misclassified, else 0; zero scores need `smooth`).
+            Defaults to `"loss"`.
+        layer: For `score="gnorm"`, the layer, or its name, at whose
+            pre-activation output the gradient is taken: one with an
+            `activation` argument (e.g. `Dense(10, activation="softmax")`)
+            or an `Activation` layer. Defaults to the last layer.
+        tau_th: `None` (the default) samples by importance at every step.
+            A number, or `"auto"` for `(B + 3 b) / (3 b)` with `B` the
+            presample and `b` the batch size, draws the batches uniformly,
+            without scoring, while the moving average of the variance
+            reduction `tau` (in the logs of `fit`) is at most `tau_th`.
 
     Raises:
-        ValueError: for an uncompiled model, `k > 1` or a negative `smooth`.
+        ValueError: for an uncompiled model, `k > 1`, a negative `smooth`,
+            an unknown `score` or a `layer` without an activation.
 
     References:
         - [Katharopoulos & Fleuret, 2017](https://arxiv.org/abs/1706.00043)
@@ -74,9 +96,12 @@ class ImportanceTraining(BaseImportanceTraining):
     """
 
     def __init__(self, model, k=0.5, smooth=0.0, adaptive_smoothing=False,
-                 presample=256, forward_batch_size=128):
-        super().__init__(model, k, smooth, adaptive_smoothing, presample)
-        check_positive_int("forward_batch_size", forward_batch_size)
+                 presample=256, forward_batch_size=128, score="loss", layer=None,
+                 tau_th=None):
+        if forward_batch_size is not None:
+            check_positive_int("forward_batch_size", forward_batch_size)
+        super().__init__(model, k, smooth, adaptive_smoothing, presample,
+                         score=score, layer=layer, tau_th=tau_th)
         self.forward_batch_size = forward_batch_size
 
     def _make_sampler(self, dataset, presample):
@@ -92,6 +117,52 @@ class ImportanceTraining(BaseImportanceTraining):
         if self.adaptive_smoothing and self.smooth > 0:
             return None
         return (("forward_batch_size", self.forward_batch_size), ("smooth", self.smooth))
+
+
+class UnbiasedImportanceTraining(ImportanceTraining):
+    """Importance sampling as in Katharopoulos & Fleuret (2018).
+
+    The samples are scored by an upper bound of their gradient norm
+    (`score="gnorm"`), the steps are weighted without bias (`k=1`), and the
+    batches are drawn uniformly until importance sampling reduces the
+    variance of the gradient enough to pay for the scoring: while the moving
+    average of `tau` is below `tau_th`, no candidate is scored.
+
+    It is `ImportanceTraining` of the original library's later releases,
+    with their arguments and defaults; see `ImportanceTraining` for them.
+
+    Args:
+        model: A compiled `keras.Model`, trained in place.
+        presample: Candidates per batch, an `int`, or a multiple of the
+            batch size, a `float`. Defaults to `3.0`.
+        tau_th: The threshold of `tau`; `None` (the default) is `"auto"`,
+            `(B + 3 b) / (3 b)`.
+        forward_batch_size: Batch size of the scoring forward passes.
+            Defaults to `None`, the batch size.
+        score: `"gnorm"` (the default), `"loss"`, `"full_gnorm"` or `"acc"`.
+        layer: The layer of `score="gnorm"`. Defaults to the last layer.
+
+    References:
+        - [Katharopoulos & Fleuret, 2018](https://arxiv.org/abs/1803.00942)
+
+    Example:
+
+    ```python
+    model.compile("sgd", "categorical_crossentropy", metrics=["accuracy"])
+    UnbiasedImportanceTraining(model).fit(x, y, batch_size=128, epochs=3)
+    ```
+    """
+
+    def __init__(self, model, presample=3.0, tau_th=None, forward_batch_size=None,
+                 score="gnorm", layer=None):
+        super().__init__(
+            model, k=1.0, presample=presample, forward_batch_size=forward_batch_size,
+            score=score, layer=layer, tau_th="auto" if tau_th is None else tau_th,
+        )
+
+
+BiasedImportanceTraining = ImportanceTraining
+"""The name of `ImportanceTraining` in the original library's later releases."""
 
 
 class ApproximateImportanceTraining(BaseImportanceTraining):
