@@ -188,7 +188,7 @@ BASE_SAMPLERS = {
     ),
     "obs": lambda d, r, w, hp: OnlineBatchSelectionSampler(
         d, r, w, steps_per_epoch=hp["steps_per_epoch"], recompute=hp["obs_recompute"],
-        s_e=(hp["obs_se0"], hp["obs_seend"]), epochs=hp["obs_epochs"],
+        s_e=(hp["obs_se0"], hp["obs_seend"]), n_epochs=hp["obs_epochs"],
         forward_batch_size=hp["forward_batch_size"], seed=hp["seed"],
     ),
     "history": lambda d, r, w, hp: HistorySampler(
@@ -200,7 +200,7 @@ BASE_SAMPLERS = {
 # prefix: (decorator, keyword of the smoothing value, its default)
 SMOOTHINGS = {
     "smooth-": (AdditiveSmoothingSampler, "c", 1.0),
-    "adaptive-smooth-": (AdaptiveAdditiveSmoothingSampler, "c", 0.5),
+    "adaptive-smooth-": (AdaptiveAdditiveSmoothingSampler, "percentage", 0.5),
     "power-smooth-": (PowerSmoothingSampler, "power", 0.5),
 }
 

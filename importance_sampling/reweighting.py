@@ -97,13 +97,13 @@ class BiasedReweightingPolicy(ReweightingPolicy):
     Args:
         k: Bias exponent, at most 1. `k=1` gives unbiased importance sampling,
             `k=0` ignores the weights (max-loss end), `k<0` biases further
-            towards hard examples. Defaults to `0.5`.
+            towards hard examples. Defaults to `1.0`.
 
     References:
         - [Katharopoulos & Fleuret, 2017](https://arxiv.org/abs/1706.00043)
     """
 
-    def __init__(self, k=0.5):
+    def __init__(self, k=1.0):
         self.k = _check_k(k)
 
     def sample_weights(self, positions, scores):
@@ -143,12 +143,12 @@ class AdjustedBiasedReweightingPolicy(ReweightingPolicy):
     weights of `BiasedReweightingPolicy` are computed from that mix.
 
     Args:
-        k: Bias exponent, at most 1. Defaults to `0.5`.
+        k: Bias exponent, at most 1. Defaults to `1.0`.
     """
 
     weight_size = 2
 
-    def __init__(self, k=0.5):
+    def __init__(self, k=1.0):
         self.k = _check_k(k)
 
     def sample_weights(self, positions, scores):
@@ -173,12 +173,12 @@ class CorrectingReweightingPolicy(ReweightingPolicy):
     was overestimated, and therefore sampled too often, count less.
 
     Args:
-        k: Bias exponent, at most 1. Defaults to `0.5`.
+        k: Bias exponent, at most 1. Defaults to `1.0`.
     """
 
     weight_size = 2
 
-    def __init__(self, k=0.5):
+    def __init__(self, k=1.0):
         self._biased = BiasedReweightingPolicy(k)
         self.k = self._biased.k
 
@@ -198,3 +198,8 @@ def unbiased_weights(positions, scores, xp=np):
     `xp` is `numpy` (the default) or `keras.ops` inside a compiled step.
     """
     return xp.mean(scores) / xp.take(scores, positions)
+
+
+# Ready-made policies: every weight 1, and unbiased importance weights.
+UNWEIGHTED = NoReweightingPolicy()
+UNBIASED = BiasedReweightingPolicy(k=1.0)

@@ -14,7 +14,7 @@ signals.sample.connect(log_weights)
 
 - `is.sample`: the batch chosen for a step. Keys: `idxs` (dataset indices),
   `xy` (their data), `w` (their weights), `predicted_scores` (their scores,
-  `None` under uniform sampling).
+  an array of ones under uniform sampling).
 - `is.score`: the scores of a set of candidates. Keys: `idxs`, `scores`.
 - `is.training`: one train step. Keys: `loss`, `metrics` (the logs dict),
   `scores` (the per-sample scores observed in the step).

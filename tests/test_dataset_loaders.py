@@ -10,6 +10,7 @@ from importance_sampling.datasets import (
     CIFAR100,
     IMDB,
     MNIST,
+    GeneratorDataset,
     InMemoryDataset,
     OntheflyAugmentedImages,
     Reuters,
@@ -231,3 +232,71 @@ def test_training_on_an_augmented_dataset_augments_at_every_step(monkeypatch):
                                                        verbose=0)
     # 4 steps an epoch, each drawing 8 freshly augmented candidates
     assert calls.count(8) == 8
+
+
+# GeneratorDataset
+
+
+def looping_batches(x, y, batch_size):
+    """The rows of `x, y` in order, `batch_size` at a time, forever."""
+    while True:
+        for start in range(0, len(x), batch_size):
+            yield x[start:start + batch_size], y[start:start + batch_size]
+
+
+def test_generator_test_data_length_counts_samples():
+    x = np.arange(40, dtype="float32")[:, None]
+    y = np.zeros((40, 2), dtype="float32")
+    dataset = GeneratorDataset(looping_batches(x, y, 8), looping_batches(x, y, 4),
+                               test_data_length=10)
+    assert len(dataset.test_data) == 10
+    evaluation = dataset.evaluation_arguments()
+    # 10 samples in batches of the test generator's size, 4
+    assert evaluation["steps"] == 3
+    passes = evaluation["x"]
+    first = [next(passes) for _ in range(evaluation["steps"])]
+    assert [len(batch[0]) for batch in first] == [4, 4, 2]
+    np.testing.assert_array_equal(np.concatenate([b[0] for b in first])[:, 0], np.arange(10))
+    # the next evaluation reads the next 10 samples of the stream
+    second = np.concatenate([next(passes)[0] for _ in range(evaluation["steps"])])
+    np.testing.assert_array_equal(second[:, 0], np.arange(10, 20))
+
+
+def test_fit_dataset_evaluates_test_data_length_samples_of_a_generator():
+    from importance_sampling.training import ImportanceTraining
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 2)).astype("float32")
+    y = np.eye(2, dtype="float32")[(x[:, 0] > 0).astype(int)]
+    dataset = GeneratorDataset(looping_batches(x, y, 16), looping_batches(x, y, 4),
+                               test_data_length=6)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile("sgd", "categorical_crossentropy")
+    history = ImportanceTraining(model, presample=16).fit_dataset(
+        dataset, steps_per_epoch=2, batch_size=8, epochs=1, verbose=0
+    )
+    # the first 6 test samples, not 6 batches of them
+    expected = model.evaluate(x[:6], y[:6], batch_size=6, verbose=0)
+    assert history.history["val_loss"][0] == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("length", [0, -4, 2.5, True, "10"])
+def test_generator_test_data_length_must_be_a_positive_integer(length):
+    x, y = np.zeros((8, 1)), np.zeros(8)
+    with pytest.raises(ValueError, match="`test_data_length` must be a positive integer"):
+        GeneratorDataset(looping_batches(x, y, 4), looping_batches(x, y, 4),
+                         test_data_length=length)
+
+
+def test_generator_test_data_length_is_required_for_a_test_generator():
+    x, y = np.zeros((8, 1)), np.zeros(8)
+    with pytest.raises(ValueError, match="number of test samples"):
+        GeneratorDataset(looping_batches(x, y, 4), looping_batches(x, y, 4))
+
+
+def test_generator_test_arrays_are_indexable_and_counted():
+    x, y = np.arange(6, dtype="float32")[:, None], np.arange(6)
+    dataset = GeneratorDataset(looping_batches(x, y, 2), test_data=(x, y))
+    assert len(dataset.test_data) == 6
+    np.testing.assert_array_equal(dataset.test_data[[1, 3]][0][:, 0], [1, 3])
+    assert dataset.evaluation_arguments()["x"] is x

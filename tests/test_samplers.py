@@ -122,6 +122,27 @@ def test_uniform_sampler_draws_uniformly_with_unit_weights():
     assert np.sum((counts - expected) ** 2 / expected) < chi_square_upper_quantile(9, 0.001)
 
 
+def test_uniform_batches_predict_a_score_of_one_for_every_item():
+    from importance_sampling import signals
+
+    x = np.arange(10, dtype="float32")[:, None]
+    sampler = UniformSampler(InMemoryDataset(x, np.arange(10), categorical=False),
+                             NoReweightingPolicy(), seed=0)
+    sent = []
+
+    def receive(event):
+        sent.append(event)
+
+    signals.sample.connect(receive)
+    try:
+        batch = sampler.sample(6)
+    finally:
+        signals.sample.disconnect(receive)
+    np.testing.assert_array_equal(batch.scores, np.ones(6))
+    (event,) = sent
+    np.testing.assert_array_equal(event["predicted_scores"], np.ones(6))
+
+
 def test_sampler_seed_from_global_numpy_state_is_reproducible():
     x = np.arange(50, dtype="float32")[:, None]
     dataset = InMemoryDataset(x, np.arange(50), categorical=False)
@@ -146,13 +167,39 @@ def test_additive_smoothing_adds_the_constant():
     np.testing.assert_allclose(result, scores + 0.5)
 
 
-def test_adaptive_smoothing_follows_the_moving_mean_of_the_scores():
+@pytest.mark.parametrize("percentage, forget", [(0.5, 0.9), (0.25, 0.5), (2.0, 0.0)])
+def test_adaptive_smoothing_adds_a_percentage_of_the_moving_mean(percentage, forget):
     scores = np.array([1.0, 2.0, 6.0])  # mean 3
-    results = smoothed_scores(lambda s: AdaptiveAdditiveSmoothingSampler(s, c=0.5), scores, 3)
+    results = smoothed_scores(
+        lambda s: AdaptiveAdditiveSmoothingSampler(s, percentage=percentage, forget=forget),
+        scores, 3,
+    )
     mu = 1.0
     for result in results:
-        mu = 0.9 * mu + 0.1 * 3.0
-        np.testing.assert_allclose(result, scores + 0.5 * mu)
+        mu = forget * mu + (1 - forget) * 3.0
+        np.testing.assert_allclose(result, scores + percentage * mu)
+
+
+def test_adaptive_smoothing_defaults_and_positional_percentage():
+    sampler = AdaptiveAdditiveSmoothingSampler(FixedCandidates([1.0]))
+    assert (sampler.percentage, sampler.forget, sampler.mu) == (0.5, 0.9, 1.0)
+    # the training classes pass their `smooth` as the second argument
+    sampler = AdaptiveAdditiveSmoothingSampler(FixedCandidates([1.0, 3.0]), 0.1)
+    assert (sampler.percentage, sampler.forget) == (0.1, 0.9)
+    np.testing.assert_allclose(sampler.candidates(1).scores, np.array([1.0, 3.0]) + 0.1 * 1.1)
+    with pytest.raises(TypeError):
+        AdaptiveAdditiveSmoothingSampler(FixedCandidates([1.0]), c=0.5)
+
+
+def test_adaptive_smoothing_state_round_trips_and_resets():
+    sampler = AdaptiveAdditiveSmoothingSampler(FixedCandidates([2.0, 4.0]), forget=0.5)
+    sampler.candidates(1)
+    assert sampler.mu == pytest.approx(2.0)
+    state = sampler.get_state()
+    sampler.reset()
+    assert sampler.mu == 1.0
+    sampler.set_state(state)
+    assert sampler.mu == pytest.approx(2.0)
 
 
 def test_power_smoothing_raises_to_the_power():
@@ -166,6 +213,11 @@ def test_smoothing_arguments_are_checked():
         AdditiveSmoothingSampler(FixedCandidates([1.0]), c=-1)
     with pytest.raises(ValueError, match="power=2"):
         PowerSmoothingSampler(FixedCandidates([1.0]), power=2)
+    with pytest.raises(ValueError, match="percentage=-0.5"):
+        AdaptiveAdditiveSmoothingSampler(FixedCandidates([1.0]), percentage=-0.5)
+    for forget in (1.0, -0.1):
+        with pytest.raises(ValueError, match=f"forget={forget}"):
+            AdaptiveAdditiveSmoothingSampler(FixedCandidates([1.0]), forget=forget)
 
 
 def test_smoothing_changes_the_drawn_distribution():
@@ -189,10 +241,19 @@ def labelled_dataset(n=40, num_classes=2):
 def test_per_class_gaussian_scores_mean_plus_std_of_each_class():
     sampler = PerClassGaussian(labelled_dataset(), NoReweightingPolicy(), alpha=0.5,
                                presample=64, seed=0)
-    np.testing.assert_allclose(sampler.class_scores(), [1.0, 1.0])
+    # means start at log(num_classes), second moments at 1
+    np.testing.assert_allclose(sampler.means, [np.log(2)] * 2)
+    np.testing.assert_allclose(sampler.second_moments, [1.0, 1.0])
+    start = np.log(2) + np.sqrt(1 - np.log(2) ** 2)
+    np.testing.assert_allclose(sampler.class_scores(), [start, start])
     sampler.update(np.array([0, 2, 1]), np.array([2.0, 4.0, 1.0]))
-    mean0, second0 = 0.5 + 0.5 * 3.0, 0.5 + 0.5 * 10.0
-    mean1, second1 = 1.0, 1.0
+    # one update per observed loss, in order: class 0 sees 2 then 4
+    mean0 = 0.5 * (0.5 * np.log(2) + 0.5 * 2.0) + 0.5 * 4.0
+    second0 = 0.5 * (0.5 * 1.0 + 0.5 * 4.0) + 0.5 * 16.0
+    mean1 = 0.5 * np.log(2) + 0.5 * 1.0
+    second1 = 0.5 * 1.0 + 0.5 * 1.0
+    np.testing.assert_allclose(sampler.means, [mean0, mean1])
+    np.testing.assert_allclose(sampler.second_moments, [second0, second1])
     expected = [mean0 + np.sqrt(second0 - mean0**2), mean1 + np.sqrt(second1 - mean1**2)]
     np.testing.assert_allclose(sampler.class_scores(), expected)
     candidates = sampler.candidates(8)
@@ -232,7 +293,7 @@ def test_online_batch_selection_probabilities_decay_with_rank():
 def test_online_batch_selection_interpolates_the_pressure():
     sampler = OnlineBatchSelectionSampler(
         labelled_dataset(20), NoReweightingPolicy(), FirstColumnScorer(),
-        steps_per_epoch=10, s_e=(100.0, 1.0), epochs=3,
+        steps_per_epoch=10, s_e=(100.0, 1.0), n_epochs=3,
     )
     assert sampler.selection_pressure() == pytest.approx(100.0)
     sampler.steps = 10
@@ -253,6 +314,20 @@ def test_lstm_sampler_is_uniform_during_warmup_then_predicts():
     assert len(candidates.idxs) == 32 and np.all(candidates.scores >= 0)
     seen = batch.idxs[0]
     assert sampler.losses[seen, -1] == pytest.approx(0.5) and sampler.counts[seen] >= 1
+
+
+def test_lstm_sampler_regresses_log_losses_with_log():
+    dataset = labelled_dataset(64, num_classes=4)
+    sampler = LSTMSampler(dataset, NoReweightingPolicy(), presample=32, log=True,
+                          warmup=1, seed=0)
+    np.testing.assert_allclose(sampler.losses, np.log(np.log(4)), rtol=1e-6)
+    batch = sampler.sample(8)
+    sampler.update(batch.idxs, np.full(8, 0.5))
+    assert sampler.losses[batch.idxs[0], -1] == pytest.approx(np.log(0.5))
+    candidates = sampler.candidates(8)
+    # predictions of log-losses are exponentiated: positive scores
+    assert np.all(candidates.scores > 0)
+    assert not LSTMSampler(dataset, NoReweightingPolicy(), presample=32).log
 
 
 def test_lstm_sampler_refuses_streams_and_non_class_targets():

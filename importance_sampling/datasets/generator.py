@@ -1,9 +1,12 @@
 """Datasets streamed from a generator, a `PyDataset` or a `tf.data.Dataset`."""
 
+import math
+
 import keras
+import numpy as np
 from keras import tree
 
-from importance_sampling.datasets.base import BaseDataset
+from importance_sampling.datasets.base import BaseDataset, as_batch
 from importance_sampling.keras_internals import PyDatasetAdapter
 from importance_sampling.utils import nested
 
@@ -65,6 +68,19 @@ def _describe_batch(batch):
     return f"Received: a batch of type {type(batch).__name__}."
 
 
+_TRAINING_EXHAUSTED = (
+    "The training generator is exhausted. Importance training "
+    "reads more batches than `steps_per_epoch` (it assembles its "
+    "candidates from the stream): pass a generator that loops "
+    "forever, e.g. a `while True:` loop."
+)
+_TEST_EXHAUSTED = (
+    "The test generator is exhausted. Every evaluation reads "
+    "`test_data_length` samples from it: pass a generator that loops "
+    "forever, e.g. a `while True:` loop."
+)
+
+
 class _BatchStream:
     """Cut a stream of `(x, y)` batches into pieces of any size.
 
@@ -72,8 +88,9 @@ class _BatchStream:
     consecutive samples.
     """
 
-    def __init__(self, batches):
+    def __init__(self, batches, exhausted=_TRAINING_EXHAUSTED):
         self._batches = batches
+        self._exhausted = exhausted
         self._buffer = []
         self._buffered = 0
         self.position = 0
@@ -82,12 +99,7 @@ class _BatchStream:
         try:
             batch = next(self._batches)
         except StopIteration:
-            raise ValueError(
-                "The training generator is exhausted. Importance training "
-                "reads more batches than `steps_per_epoch` (it assembles its "
-                "candidates from the stream): pass a generator that loops "
-                "forever, e.g. a `while True:` loop."
-            ) from None
+            raise ValueError(self._exhausted) from None
         if not isinstance(batch, (tuple, list)) or len(batch) != 2:
             raise ValueError(
                 "Importance training reads `(x, y)` batches from a stream. "
@@ -124,6 +136,18 @@ class _BatchStream:
         return nested.take(data, slice(0, count))
 
 
+def _check_test_data_length(length):
+    if length is None:
+        return None
+    if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length < 1:
+        raise ValueError(
+            "`test_data_length` must be a positive integer, the number of "
+            "test samples to read from the test generator, or `None`. "
+            f"Received: test_data_length={length!r}"
+        )
+    return int(length)
+
+
 class GeneratorDataset(BaseDataset):
     """A dataset whose training split is read as a stream of batches.
 
@@ -136,14 +160,26 @@ class GeneratorDataset(BaseDataset):
     after each pass) and a finite `tf.data.Dataset` is iterated again only
     once exhausted.
 
+    Test data given as arrays can be indexed (`test_data[idxs]`). Test data
+    read from a generator are evaluated `test_data_length` samples at a time:
+    every evaluation reads the next `test_data_length` samples of the test
+    stream, in batches of the size of its first batch.
+
     Args:
         train_data: An endless generator (or any iterator) yielding `(x, y)`
             batches, a `keras.utils.PyDataset` or a `tf.data.Dataset` of
             `(x, y)` batches.
         test_data: Test data: a tuple of arrays `(x, y)`, a generator of
             batches, a `PyDataset`, a `tf.data.Dataset`, or `None`.
-        test_data_length: The number of batches to read from a test
-            generator. Required when `test_data` is a plain generator.
+        test_data_length: The number of test **samples** that an evaluation
+            reads from the test stream. Required when `test_data` is a plain
+            generator; for a `PyDataset` or a `tf.data.Dataset`, `None`
+            evaluates one pass over it. Ignored for test arrays, whose
+            length counts.
+
+    Raises:
+        ValueError: for a `test_data_length` that is not a positive integer,
+            or none for a test generator.
     """
 
     random_access = False
@@ -153,18 +189,24 @@ class GeneratorDataset(BaseDataset):
         self._stream = _BatchStream(batches_of(train_data))
         self.batches_per_pass = num_batches(train_data)
         self._test_data = test_data
-        self._test_steps = test_data_length
-        if test_data is not None and not isinstance(test_data, (tuple, list)):
-            if test_data_length is None and not _is_batch_source(test_data):
+        self.test_data_length = _check_test_data_length(test_data_length)
+        self._test_stream = None
+        if self._test_is_streamed() and self.test_data_length is None:
+            if not _is_batch_source(test_data):
                 raise ValueError(
-                    "`test_data_length` (the number of batches to read) is "
-                    "required when `test_data` is a generator. Received: "
+                    "`test_data_length` (the number of test samples to read) "
+                    "is required when `test_data` is a generator. Received: "
                     "test_data_length=None"
                 )
+
+    def _test_is_streamed(self):
+        return self._test_data is not None and not isinstance(self._test_data, (tuple, list))
 
     def close(self):
         """Release the training stream (and a `PyDataset`'s workers)."""
         self._stream.close()
+        if self._test_stream is not None:
+            self._test_stream.close()
 
     def _draw(self, split, count, rng):
         if split != "train":
@@ -174,6 +216,8 @@ class GeneratorDataset(BaseDataset):
         return list(range(start, start + count)), x, y
 
     def _get(self, split, idxs):
+        if split == "test" and self._test_data is not None and not self._test_is_streamed():
+            return as_batch(tuple(self._test_data), idxs)
         raise TypeError(
             "A GeneratorDataset is read as a stream and has no random access. "
             f"Received an index into its {split} data"
@@ -183,17 +227,36 @@ class GeneratorDataset(BaseDataset):
         if split == "test":
             if self._test_data is None:
                 return 0
-            if isinstance(self._test_data, (tuple, list)):
+            if not self._test_is_streamed():
                 return nested.num_samples(self._test_data[0])
+            if self.test_data_length is not None:
+                return self.test_data_length
         raise TypeError(f"The {split} data of a GeneratorDataset has no length.")
+
+    def _test_passes(self, batch_size):
+        """Endless passes of `test_data_length` test samples, in batches."""
+        while True:
+            left = self.test_data_length
+            while left > 0:
+                count = min(batch_size, left)
+                yield self._test_stream.take(count)
+                left -= count
 
     def evaluation_arguments(self):
         if self._test_data is None:
             return None
-        if isinstance(self._test_data, (tuple, list)):
+        if not self._test_is_streamed():
             x, y = self._test_data
             return {"x": x, "y": y}
-        return {"x": self._test_data, "steps": self._test_steps}
+        if self.test_data_length is None:
+            return {"x": self._test_data, "steps": None}
+        if self._test_stream is None:
+            self._test_stream = _BatchStream(batches_of(self._test_data), _TEST_EXHAUSTED)
+        batch_size = nested.num_samples(self._test_stream.peek()[0])
+        return {
+            "x": self._test_passes(batch_size),
+            "steps": math.ceil(self.test_data_length / batch_size),
+        }
 
     @property
     def shape(self):

@@ -40,7 +40,8 @@ class SampledBatch(NamedTuple):
         metric_weights: `1 / (B p_i)`, the weights that make the batch's mean
             an unbiased estimate of the mean over the training set; used for
             the displayed training metrics.
-        scores: Their scores, or `None` under uniform sampling.
+        scores: Their scores; ones when the candidates had no scores
+            (uniform sampling).
     """
 
     idxs: Any
@@ -121,11 +122,14 @@ class BaseSampler:
                 positions = self.rng.integers(0, count, size=batch_size)
             weights = self.reweighting.sample_weights(positions, uniform)
             metric_weights = np.ones(batch_size, dtype="float32")
-            chosen_scores = None
         else:
             positions = self.rng.choice(count, size=batch_size, p=scores / scores.sum())
             weights = self.reweighting.sample_weights(positions, scores)
             metric_weights = unbiased_weights(positions, scores).astype("float32")
+        if found.scores is None:
+            # Uniform sampling predicts the same score for every item.
+            chosen_scores = np.ones(batch_size)
+        else:
             chosen_scores = np.asarray(found.scores)[positions]
         idxs = np.asarray(found.idxs)[positions]
         if found.x is None:

@@ -98,7 +98,7 @@ class OnlineBatchSelectionSampler(_ScoreTableSampler):
     rank `r` among `N` is drawn with probability proportional to
     `exp(-log(s_e) r / N)`, so the first is `s_e` times likelier than the
     last. The selection pressure `s_e` moves geometrically from `s_e[0]` to
-    `s_e[1]` over `epochs` epochs. The whole set is re-scored every
+    `s_e[1]` over `n_epochs` epochs. The whole set is re-scored every
     `recompute` epochs.
 
     Args:
@@ -109,7 +109,7 @@ class OnlineBatchSelectionSampler(_ScoreTableSampler):
         recompute: Re-score every this many epochs. Defaults to `2`.
         s_e: Selection pressure at the first and the last epoch. Defaults to
             `(100.0, 100.0)`.
-        epochs: Number of epochs over which `s_e` moves. Defaults to `1`.
+        n_epochs: Number of epochs over which `s_e` moves. Defaults to `1`.
         forward_batch_size: Batch size of the re-scoring passes. Defaults to
             `128`.
         seed: Seed of the sampler's random generator.
@@ -119,18 +119,18 @@ class OnlineBatchSelectionSampler(_ScoreTableSampler):
     """
 
     def __init__(self, dataset, reweighting, model, steps_per_epoch, recompute=2,
-                 s_e=(100.0, 100.0), epochs=1, forward_batch_size=128, seed=None):
+                 s_e=(100.0, 100.0), n_epochs=1, forward_batch_size=128, seed=None):
         if min(s_e) < 1:
             raise ValueError(f"`s_e` must be at least 1. Received: s_e={s_e}")
         self.steps_per_epoch = steps_per_epoch
         self.s_e = tuple(float(s) for s in s_e)
-        self.epochs = epochs
+        self.n_epochs = n_epochs
         self._recompute_period = recompute * steps_per_epoch
         super().__init__(dataset, reweighting, model, forward_batch_size, seed)
 
     def selection_pressure(self):
         """`s_e` at the current epoch."""
-        progress = min(self.steps / self.steps_per_epoch / max(self.epochs - 1, 1), 1.0)
+        progress = min(self.steps / self.steps_per_epoch / max(self.n_epochs - 1, 1), 1.0)
         start, end = self.s_e
         return start * (end / start) ** progress
 

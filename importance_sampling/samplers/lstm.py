@@ -7,6 +7,9 @@ from importance_sampling.keras_internals import model_supports_jit
 from importance_sampling.samplers.base import BaseSampler, Candidates
 from importance_sampling.samplers.labels import class_labels
 
+# With `log=True`, losses below this (zero) are read as this.
+_SMALLEST_LOSS = 1e-12
+
 
 def _loss_predictor(history, num_classes, units=32):
     """Masked 2-layer LSTM over the loss history, joined with a class embedding."""
@@ -33,14 +36,16 @@ class LSTMSampler(BaseSampler):
     Per sample, the last `history` observed losses are kept (initialised to
     `log(num_classes)`). A small LSTM, trained online towards the observed
     losses, predicts the loss of `presample` uniform candidates; the batch is
-    drawn from them in proportion to the (non-negative) prediction. The first
-    `warmup` batches are uniform.
+    drawn from them in proportion to the (non-negative) prediction. With
+    `log=True` the history and the regression are in log space, and the
+    prediction is exponentiated. The first `warmup` batches are uniform.
 
     Args:
         dataset: A `BaseDataset` with random access and class targets.
         reweighting: A `ReweightingPolicy`.
         presample: Number of candidates per batch. Defaults to `2048`.
         history: Number of past losses kept per sample. Defaults to `10`.
+        log: Regress the logarithm of the losses. Defaults to `False`.
         warmup: Number of initial uniform batches. Defaults to `100`.
         seed: Seed of the sampler's random generator.
 
@@ -49,7 +54,7 @@ class LSTMSampler(BaseSampler):
     """
 
     def __init__(self, dataset, reweighting, presample=2048, history=10,
-                 warmup=100, seed=None):
+                 log=False, warmup=100, seed=None):
         if not dataset.random_access:
             raise ValueError(
                 "LSTMSampler needs random access to the training data and the "
@@ -60,15 +65,23 @@ class LSTMSampler(BaseSampler):
         self.labels, self.num_classes = class_labels(dataset.train_data[:][1])
         self.presample = presample
         self.history = history
+        self.log = bool(log)
         self.warmup = warmup
         self.predictor = _loss_predictor(history, self.num_classes)
         self.reset()
 
     def reset(self):
         count = len(self.labels)
-        self.losses = np.full((count, self.history), np.log(self.num_classes), "float32")
+        initial = self._regressed(np.log(self.num_classes))
+        self.losses = np.full((count, self.history), initial, "float32")
         self.counts = np.zeros(count, dtype="int64")
         self.steps = 0
+
+    def _regressed(self, losses):
+        """The losses as the predictor sees them: their log with `log=True`."""
+        if self.log:
+            return np.log(np.maximum(losses, _SMALLEST_LOSS))
+        return losses
 
     def _predictor_inputs(self, idxs):
         observed = np.maximum(self.counts[idxs], 1)[:, None]
@@ -79,11 +92,15 @@ class LSTMSampler(BaseSampler):
         if self.steps < self.warmup:
             return Candidates(self.rng.integers(0, len(self.labels), size=batch_size))
         idxs = self.rng.integers(0, len(self.labels), size=self.presample)
-        predicted = self.predictor.predict_on_batch(self._predictor_inputs(idxs))
-        return Candidates(idxs, scores=np.maximum(predicted[:, 0], 0))
+        predicted = np.asarray(
+            self.predictor.predict_on_batch(self._predictor_inputs(idxs)), "float64"
+        )[:, 0]
+        if self.log:
+            return Candidates(idxs, scores=np.exp(predicted))
+        return Candidates(idxs, scores=np.maximum(predicted, 0))
 
     def update(self, idxs, scores):
-        scores = np.asarray(scores, dtype="float32")
+        scores = self._regressed(np.asarray(scores, dtype="float32"))
         self.predictor.train_on_batch(self._predictor_inputs(idxs), scores)
         self.losses[idxs, :-1] = self.losses[idxs, 1:]
         self.losses[idxs, -1] = scores

@@ -11,16 +11,16 @@ class ModelSampler(BaseSampler):
         reweighting: A `ReweightingPolicy`.
         model: An `OracleWrapper` (anything with `score(x, y, batch_size)`).
         large_batch: Number of candidates scored per batch; must be larger
-            than the batch size. Defaults to `256`.
-        forward_batch_size: Batch size of the scoring forward passes.
-            Defaults to `128`.
+            than the batch size. Defaults to `1024`.
+        forward_batch_size: Batch size of the scoring forward passes, or
+            `None` for the batch size. Defaults to `128`.
         seed: Seed of the sampler's random generator. Defaults to `None`.
 
     References:
         - [Katharopoulos & Fleuret, 2018](https://arxiv.org/abs/1803.00942)
     """
 
-    def __init__(self, dataset, reweighting, model, large_batch=256,
+    def __init__(self, dataset, reweighting, model, large_batch=1024,
                  forward_batch_size=128, seed=None):
         super().__init__(dataset, reweighting, seed)
         self.model = model
@@ -34,5 +34,5 @@ class ModelSampler(BaseSampler):
                 f"presample={self.large_batch}, batch_size={batch_size}"
             )
         idxs, x, y = self.dataset.train_data.draw(self.large_batch, self.rng)
-        scores = self.model.score(x, y, batch_size=self.forward_batch_size)
+        scores = self.model.score(x, y, batch_size=self.forward_batch_size or batch_size)
         return Candidates(idxs, x, y, scores)

@@ -10,13 +10,18 @@ class PerClassGaussian(BaseSampler):
     """Score each sample by the mean plus the standard deviation of its class's loss.
 
     Per class, exponential moving averages of the observed losses and of
-    their squares are kept; the score of a class is `mean + std`. Before any
-    loss is observed all classes score 1, i.e. sampling is uniform.
+    their squares are kept, updated once per observed loss in the order of
+    the batch: `mean <- alpha mean + (1 - alpha) loss`. The score of a class
+    is `mean + std`. The means start at `log(num_classes)`, the loss of a
+    classifier that predicts every class alike, and the second moments at 1,
+    so before any loss is observed all classes score the same and sampling is
+    uniform.
 
     Args:
         dataset: A `BaseDataset` with random access and class targets.
         reweighting: A `ReweightingPolicy`.
-        alpha: Momentum of the moving averages. Defaults to `0.9`.
+        alpha: Momentum of the moving averages, applied per observed loss.
+            Defaults to `0.9`.
         presample: Number of uniform candidates per batch. Defaults to `2048`.
         seed: Seed of the sampler's random generator.
     """
@@ -31,7 +36,7 @@ class PerClassGaussian(BaseSampler):
         self.reset()
 
     def reset(self):
-        self.means = np.ones(self.num_classes)
+        self.means = np.full(self.num_classes, np.log(self.num_classes))
         self.second_moments = np.ones(self.num_classes)
 
     def class_scores(self):
@@ -48,12 +53,12 @@ class PerClassGaussian(BaseSampler):
         scores = np.asarray(scores, dtype="float64")
         for label in np.unique(labels):
             observed = scores[labels == label]
-            self.means[label] = (
-                self.alpha * self.means[label] + (1 - self.alpha) * observed.mean()
-            )
+            # The closed form of one update per observed loss, in order.
+            kept = self.alpha ** len(observed)
+            decay = (1 - self.alpha) * self.alpha ** np.arange(len(observed) - 1, -1, -1)
+            self.means[label] = kept * self.means[label] + decay @ observed
             self.second_moments[label] = (
-                self.alpha * self.second_moments[label]
-                + (1 - self.alpha) * np.mean(observed**2)
+                kept * self.second_moments[label] + decay @ observed**2
             )
 
     def get_state(self):

@@ -78,37 +78,50 @@ class AdditiveSmoothingSampler(SamplerDecorator):
 
 
 class AdaptiveAdditiveSmoothingSampler(SamplerDecorator):
-    """Add `c` times a moving average of the mean score: `s_i + c * mu`.
+    """Add a share of the running mean score to every score: `s_i + percentage * mu`.
 
-    Before each draw, `mu <- 0.9 mu + 0.1 mean(s)` over the unsmoothed
-    scores of the candidates, starting from `mu = 1`.
+    Before each draw, `mu` is updated with the mean of the (unsmoothed)
+    scores of the candidates, `mu <- forget * mu + (1 - forget) * mean(s)`,
+    starting from `mu = 1`. With scores that are losses, `mu` follows the
+    training loss and `percentage` says how much of it every score gets.
 
     Args:
         sampler: The `BaseSampler` to wrap.
-        c: The multiplier, at least 0. Defaults to `1.0`.
+        percentage: The share of `mu` added to every score, at least 0.
+            Defaults to `0.5`.
+        forget: The forgetting factor of the moving average, in `[0, 1)`;
+            larger values make `mu` change more slowly. Defaults to `0.9`.
     """
 
-    MOMENTUM = 0.9
-
-    def __init__(self, sampler, c=1.0):
+    def __init__(self, sampler, percentage=0.5, forget=0.9):
         super().__init__(sampler)
-        self.c = _check_smooth(c)
-        self.mean = 1.0
+        if isinstance(percentage, bool) or not percentage >= 0:
+            raise ValueError(
+                "`percentage` must be a non-negative number. "
+                f"Received: percentage={percentage!r}"
+            )
+        if isinstance(forget, bool) or not 0 <= forget < 1:
+            raise ValueError(
+                f"`forget` must be in [0, 1). Received: forget={forget!r}"
+            )
+        self.percentage = float(percentage)
+        self.forget = float(forget)
+        self.mu = 1.0
 
     def transform(self, scores):
-        self.mean = self.MOMENTUM * self.mean + (1 - self.MOMENTUM) * float(scores.mean())
-        return scores + self.c * self.mean
+        self.mu = self.forget * self.mu + (1 - self.forget) * float(scores.mean())
+        return scores + self.percentage * self.mu
 
     def reset(self):
         super().reset()
-        self.mean = 1.0
+        self.mu = 1.0
 
     def get_state(self):
-        return {**super().get_state(), "mean": self.mean}
+        return {**super().get_state(), "mu": self.mu}
 
     def set_state(self, state):
         super().set_state(state)
-        self.mean = state["mean"]
+        self.mu = state["mu"]
 
 
 class PowerSmoothingSampler(SamplerDecorator):

@@ -72,7 +72,8 @@ def test_the_approximate_training_announces_its_warm_up_batches(events):
     for sample, training in zip(events["sample"], events["training"]):
         assert set(sample) == {"idxs", "xy", "w", "predicted_scores"}
         np.testing.assert_array_equal(sample["xy"][0], X[sample["idxs"]])
-        # the first batches of its loss predictor are drawn uniformly
-        assert sample["predicted_scores"] is None
+        # the first batches of its loss predictor are drawn uniformly, and
+        # uniform sampling predicts the same score, 1, for every item
+        np.testing.assert_array_equal(sample["predicted_scores"], np.ones(16))
         np.testing.assert_array_equal(sample["w"], np.ones((16, 1)))
         assert training["scores"].shape == (16,) and np.all(training["scores"] > 0)
