@@ -143,17 +143,25 @@ class Recorder(keras.callbacks.Callback):
     """Record the curve of a training, one point at the end of every epoch.
 
     `points` holds `(optimizer_steps, seconds, train_loss, test_accuracy)`,
-    with the seconds counted from the start of training.
+    with the seconds of training counted from its start, the evaluations on
+    the test data left out.
     """
 
     def on_train_begin(self, logs=None):
         self.points = []
         self._start = time.perf_counter()
+        self._evaluating = 0.0
+
+    def on_test_begin(self, logs=None):
+        self._test_start = time.perf_counter()
+
+    def on_test_end(self, logs=None):
+        self._evaluating += time.perf_counter() - self._test_start
 
     def on_epoch_end(self, epoch, logs=None):
         self.points.append((
             int(self.model.optimizer.iterations),
-            time.perf_counter() - self._start,
+            time.perf_counter() - self._start - self._evaluating,
             float(logs["loss"]),
             float(logs["val_accuracy"]),
         ))
@@ -182,21 +190,28 @@ def run(args, create_model, train, test, importance_training, **fit_kwargs):
         train: `(x_train, y_train)`.
         test: `(x_test, y_test)`, evaluated after every epoch.
         importance_training: A function wrapping a model for importance
-            sampling, such as `ImportanceTraining`.
+            sampling, such as `ImportanceTraining`, or a dict of such
+            functions by name, to train with each in turn.
         **fit_kwargs: More arguments of `fit`.
 
     Returns:
-        A dict mapping `"uniform"` and/or `"importance"` to a `Result`.
+        A dict mapping `"uniform"` and the importance methods' names
+        (`"importance"` for a single function) to a `Result`.
     """
+    if not isinstance(importance_training, dict):
+        importance_training = {"importance": importance_training}
+    methods = []
+    for method in args.methods:
+        methods.extend(importance_training if method == "importance" else [method])
     results = {}
     weights = None
-    for method in args.methods:
+    for method in methods:
         keras.utils.set_random_seed(args.seed)
         model = create_model()
         if weights is None:
             weights = model.get_weights()
         model.set_weights(weights)
-        trainer = model if method == "uniform" else importance_training(model)
+        trainer = model if method == "uniform" else importance_training[method](model)
         recorder = Recorder()
         start = time.perf_counter()
         history = trainer.fit(
@@ -217,13 +232,35 @@ def run(args, create_model, train, test, importance_training, **fit_kwargs):
     return results
 
 
+def time_to_accuracy(result, target):
+    """`(steps, seconds)` of the first epoch that reached `target`, or `None`."""
+    for steps, seconds, _, accuracy in result.points:
+        if accuracy >= target:
+            return steps, seconds
+    return None
+
+
 def summary(results):
-    """A table of the results, one line per method."""
+    """A table of the results, one line per method.
+
+    With a uniform run, it also says when each method first reached the
+    uniform run's final test accuracy (checked at the end of every epoch,
+    with the training time of the epochs so far).
+    """
     lines = [f"{'':>10} {'train loss':>10} {'test loss':>10} {'test acc':>9} "
              f"{'wall time':>10} {'steps':>7}"]
     for method, r in results.items():
         lines.append(f"{method:>10} {r.train_loss:10.4f} {r.test_loss:10.4f} "
                      f"{r.test_accuracy:9.4f} {r.seconds:8.1f} s {r.steps:7d}")
+    if "uniform" in results and results["uniform"].points:
+        target = results["uniform"].points[-1][3]
+        lines.append(f"Time to uniform sampling's final test accuracy, {target:.4f}:")
+        for method, r in results.items():
+            reached = time_to_accuracy(r, target)
+            lines.append(f"{method:>10} " + (
+                "not reached" if reached is None
+                else f"{reached[1]:8.1f} s {reached[0]:7d} steps"
+            ))
     return "\n".join(lines)
 
 

@@ -149,7 +149,7 @@ def test_default_is_importance_sampling_only(datasets):
 
 def test_canevet_trains_both_ways_by_default(datasets):
     results = _example("canevet_icml2016").main(["--N", "16"] + QUICK)
-    assert list(results) == ["uniform", "importance"]
+    assert list(results) == ["uniform", "importance", "unbiased"]
 
 
 def test_bad_data_fraction_is_a_usage_error(datasets, capsys):
