@@ -122,10 +122,11 @@ def test_example_trains_both_ways_and_plots(datasets, tmp_path, capsys, name,
 
     results = _example(name).main(argv + QUICK + ["--plot", str(figure)])
 
-    assert list(results) == ["uniform", "importance"]
+    methods = ["uniform", "importance"] + (["unbiased"] if name == "canevet_icml2016" else [])
+    assert list(results) == methods
     # `model.fit` takes a last, partial batch; importance sampling does not.
     assert results["uniform"].steps == math.ceil(num_train / 8)
-    assert results["importance"].steps == num_train // 8
+    assert all(results[method].steps == num_train // 8 for method in methods[1:])
     for result in results.values():
         assert np.isfinite([result.train_loss, result.test_loss]).all()
         assert 0 <= result.test_accuracy <= 1
@@ -150,6 +151,26 @@ def test_default_is_importance_sampling_only(datasets):
 def test_canevet_trains_both_ways_by_default(datasets):
     results = _example("canevet_icml2016").main(["--N", "16"] + QUICK)
     assert list(results) == ["uniform", "importance", "unbiased"]
+
+
+def test_the_summary_says_when_each_method_reached_uniforms_final_accuracy(monkeypatch):
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    _common = _example("_common")
+
+    def result(points):
+        steps, seconds, _, accuracy = points[-1]
+        return _common.Result(0.1, 0.2, accuracy, seconds, steps, points)
+
+    results = {
+        "uniform": result([(10, 1.0, 0.5, 0.70), (20, 2.0, 0.4, 0.80)]),
+        "importance": result([(10, 1.5, 0.5, 0.85), (20, 3.0, 0.4, 0.90)]),
+        "unbiased": result([(10, 1.2, 0.5, 0.60), (20, 2.4, 0.4, 0.79)]),
+    }
+    lines = _common.summary(results).splitlines()
+    assert lines[-4] == "Time to uniform sampling's final test accuracy, 0.8000:"
+    assert lines[-3].split() == ["uniform", "2.0", "s", "20", "steps"]
+    assert lines[-2].split() == ["importance", "1.5", "s", "10", "steps"]
+    assert lines[-1].split() == ["unbiased", "not", "reached"]
 
 
 def test_bad_data_fraction_is_a_usage_error(datasets, capsys):
