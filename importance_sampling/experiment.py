@@ -32,14 +32,23 @@ from importance_sampling.reweighting import (
 from importance_sampling.samplers import (
     AdaptiveAdditiveSmoothingSampler,
     AdditiveSmoothingSampler,
+    ConditionalStartSampler,
+    ConstantTimeSampler,
+    ConstantVarianceSampler,
+    ExpCondition,
     HistorySampler,
     LSTMSampler,
     ModelSampler,
     OnlineBatchSelectionSampler,
     PerClassGaussian,
     PowerSmoothingSampler,
+    SCSGSampler,
+    TotalVariationCondition,
     UniformSampler,
+    VarianceReductionCondition,
+    WarmupCondition,
 )
+from importance_sampling.svrg import SVRGWrapper
 
 # name: (type, default, meaning). `None` defaults leave the choice to the part.
 HYPERPARAMETERS = {
@@ -54,7 +63,19 @@ HYPERPARAMETERS = {
     "forward_batch_size": (int, 128, "batch size of the scoring forward passes"),
     "smooth": (float, None, "smoothing constant (1.0) or power (0.5) of the smooth- samplers"),
     "alpha": (float, 0.9, "momentum of the pcg sampler"),
-    "warmup": (int, 100, "uniform steps before the lstm sampler starts"),
+    "warmup": (int, 100, "uniform steps before the lstm and warmup- samplers start"),
+    "exp_th": (float, 2.0, "rate threshold of the exp- samplers"),
+    "tv_th": (float, 0.5, "total variation threshold of the tv- samplers"),
+    "vr_th": (float, 1.2, "variance reduction threshold of the vr- samplers"),
+    "backward_time": (float, 2.0,
+                      "time of a backward pass in forward passes (constant- samplers)"),
+    "extra_samples": (float, 0.2, "share of b trained on beyond b / tau (constant-variance)"),
+    "tau_th": (float, 2.0, "variance reduction threshold of the constant-time sampler"),
+    "ratio": (float, 0.5, "where the constant-time presample lies between b and its most"),
+    "min_a": (float, 0.2, "fewest items a constant-time step trains on, a share of b"),
+    "scsg_B": (float, 0.0, "samples of each mean gradient of the scsg sampler (0: all)"),
+    "scsg_B_over_b": (int, 1000, "steps between two mean gradients of the scsg sampler"),
+    "scsg_B_rate": (float, 1.0, "factor of scsg_B after each mean gradient"),
     "history_recompute": (int, 600, "steps between re-scorings of the history sampler"),
     "steps_per_epoch": (int, 300, "epoch length of the obs sampler"),
     "obs_recompute": (int, 2, "epochs between re-scorings of the obs sampler"),
@@ -165,6 +186,7 @@ DATASETS = {
 }
 
 WRAPPERS = {f"oracle-{score}": score for score in ("loss", "gnorm", "acc")}
+WRAPPERS["svrg"] = "svrg"  # variance-reduced steps; goes with the scsg sampler
 
 REWEIGHTINGS = {
     "unweighted": lambda hp: NoReweightingPolicy(),
@@ -195,6 +217,26 @@ BASE_SAMPLERS = {
         d, r, w, forward_batch_size=hp["forward_batch_size"],
         recompute=hp["history_recompute"], seed=hp["seed"],
     ),
+    "constant-variance": lambda d, r, w, hp: ConstantVarianceSampler(
+        d, r, w, backward_time=hp["backward_time"], extra_samples=hp["extra_samples"],
+        seed=hp["seed"],
+    ),
+    "constant-time": lambda d, r, w, hp: ConstantTimeSampler(
+        d, r, w, backward_time=hp["backward_time"], tau_th=hp["tau_th"],
+        ratio=hp["ratio"], min_a=hp["min_a"], seed=hp["seed"],
+    ),
+    "scsg": lambda d, r, w, hp: SCSGSampler(
+        d, r, w, B=hp["scsg_B"], B_over_b=hp["scsg_B_over_b"], B_rate=hp["scsg_B_rate"],
+        seed=hp["seed"],
+    ),
+}
+
+# prefix: the condition of a ConditionalStartSampler (uniform steps until it holds)
+CONDITIONS = {
+    "warmup-": lambda hp: WarmupCondition(hp["warmup"]),
+    "exp-": lambda hp: ExpCondition(hp["exp_th"]),
+    "tv-": lambda hp: TotalVariationCondition(hp["tv_th"]),
+    "vr-": lambda hp: VarianceReductionCondition(hp["vr_th"]),
 }
 
 # prefix: (decorator, keyword of the smoothing value, its default)
@@ -210,6 +252,13 @@ SAMPLERS = {
     for prefix in ("", *SMOOTHINGS)
     for base in BASE_SAMPLERS
 }
+# The samplers that score, started by a condition, e.g. "vr-model", "warmup-smooth-lstm".
+SAMPLERS.update({
+    condition + name: (condition + prefix, base)
+    for condition in CONDITIONS
+    for name, (prefix, base) in list(SAMPLERS.items())
+    if base in ("model", "lstm")
+})
 
 
 def build_sampler(name, dataset, reweighting, wrapper, hp):
@@ -219,12 +268,16 @@ def build_sampler(name, dataset, reweighting, wrapper, hp):
         ValueError: for an unknown name.
     """
     prefix, base = _lookup(SAMPLERS, name, "sampler")
+    condition = next((c for c in CONDITIONS if prefix.startswith(c)), "")
+    prefix = prefix[len(condition):]
     sampler = BASE_SAMPLERS[base](dataset, reweighting, wrapper, hp)
-    if not prefix:
-        return sampler
-    decorator, keyword, default = SMOOTHINGS[prefix]
-    value = default if hp["smooth"] is None else hp["smooth"]
-    return decorator(sampler, **{keyword: value})
+    if prefix:
+        decorator, keyword, default = SMOOTHINGS[prefix]
+        value = default if hp["smooth"] is None else hp["smooth"]
+        sampler = decorator(sampler, **{keyword: value})
+    if condition:
+        sampler = ConditionalStartSampler(sampler, CONDITIONS[condition](hp))
+    return sampler
 
 
 class TextLog:
@@ -270,7 +323,15 @@ def build(args):
     model = models.get(args.model)(dataset.shape, dataset.output_size, optimizer=optimizer)
     reweighting = _lookup(REWEIGHTINGS, args.reweighting, "reweighting")(hp)
     score = _lookup(WRAPPERS, args.wrapper, "wrapper")
-    wrapper = OracleWrapper(model, reweighting, score=score)
+    if (score == "svrg") != (_lookup(SAMPLERS, args.sampler, "sampler")[1] == "scsg"):
+        raise ValueError(
+            "The svrg wrapper and the scsg sampler go together. Received: "
+            f"wrapper={args.wrapper!r}, sampler={args.sampler!r}"
+        )
+    if score == "svrg":
+        wrapper = SVRGWrapper(model)
+    else:
+        wrapper = OracleWrapper(model, reweighting, score=score)
     return dataset, wrapper, build_sampler(args.sampler, dataset, reweighting, wrapper, hp)
 
 

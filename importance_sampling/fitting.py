@@ -107,8 +107,8 @@ class _Plan:
 class BaseImportanceTraining:
     """The `fit` shared by all importance training classes.
 
-    Subclasses implement `_make_sampler(dataset, presample)`, the sampler of
-    the steps drawn on the host, and may implement `_draw_settings()`, for
+    Subclasses implement `_make_sampler(dataset, presample, batch_size)`, the
+    sampler of the steps drawn on the host, and may implement `_draw_settings()`, for
     steps drawn inside the train step by an `ImportanceDraw`.
 
     Args:
@@ -152,7 +152,7 @@ class BaseImportanceTraining:
 
     stream_refusal = None
 
-    def _make_sampler(self, dataset, presample):
+    def _make_sampler(self, dataset, presample, batch_size):
         raise NotImplementedError
 
     def _draw_settings(self):
@@ -480,7 +480,7 @@ class BaseImportanceTraining:
                     UserWarning,
                     stacklevel=3,
                 )
-            sampler = self._make_sampler(plan.dataset, plan.presample)
+            sampler = self._make_sampler(plan.dataset, plan.presample, plan.batch_size)
             side = HostSide(self.wrapper, sampler, plan.batch_size, plan.arrays,
                              plan.dataset)
             if plan.dataset.random_access:

@@ -119,8 +119,8 @@ class HostSide:
             batch = self.sampler.sample(self.batch_size)
         finally:
             self.wrapper.fit_state = None
-        self.importance_steps += batch.scores is not None
-        weights = np.ones(self.batch_size, "float32")
+        self.importance_steps += batch.by_importance
+        weights = np.ones(len(batch.idxs), "float32")
         if self.sample_weight is not None:
             weights = self.sample_weight[batch.idxs]
         packed = pack_batch(batch.weights, batch.metric_weights, weights)
@@ -130,4 +130,7 @@ class HostSide:
         logs.pop(USABLE)
         logs, scores = announce_step(logs, logs.pop(SCORES))
         self.sampler.update(batch.idxs, scores)
+        condition = getattr(self.sampler, "condition", None)
+        if hasattr(condition, "variance_reduction"):
+            logs["tau"] = condition.variance_reduction
         return backend_module.join_outputs(logs, rest)

@@ -14,13 +14,30 @@ Keras's own `fit` drives it, with its callbacks, progress bar, validation,
 data adapters, `steps_per_execution` and distribution.
 """
 
+from importance_sampling.constant import (
+    ConstantTimeImportanceTraining,
+    ConstantVarianceImportanceTraining,
+)
 from importance_sampling.fitting import BaseImportanceTraining, check_positive_int
 from importance_sampling.samplers import (
     AdaptiveAdditiveSmoothingSampler,
     AdditiveSmoothingSampler,
+    ConditionalStartSampler,
     LSTMSampler,
     ModelSampler,
+    VarianceReductionCondition,
 )
+from importance_sampling.svrg import SVRG
+
+__all__ = [
+    "ApproximateImportanceTraining",
+    "BiasedImportanceTraining",
+    "ConstantTimeImportanceTraining",
+    "ConstantVarianceImportanceTraining",
+    "ImportanceTraining",
+    "SVRG",
+    "UnbiasedImportanceTraining",
+]
 
 
 def _smoothed(sampler, smooth, adaptive_smoothing):
@@ -104,13 +121,17 @@ class ImportanceTraining(BaseImportanceTraining):
                          score=score, layer=layer, tau_th=tau_th)
         self.forward_batch_size = forward_batch_size
 
-    def _make_sampler(self, dataset, presample):
+    def _make_sampler(self, dataset, presample, batch_size):
         sampler = ModelSampler(
             dataset, self.reweighting, self.wrapper,
             large_batch=presample,
             forward_batch_size=self.forward_batch_size,
         )
-        return _smoothed(sampler, self.smooth, self.adaptive_smoothing)
+        sampler = _smoothed(sampler, self.smooth, self.adaptive_smoothing)
+        threshold = self.tau_threshold(batch_size, presample)
+        if threshold is None:
+            return sampler
+        return ConditionalStartSampler(sampler, VarianceReductionCondition(threshold))
 
     def _draw_settings(self):
         # The adaptive smoothing keeps a moving average on the host.
@@ -199,6 +220,6 @@ class ApproximateImportanceTraining(BaseImportanceTraining):
         "`fit` with arrays, or `ImportanceTraining`."
     )
 
-    def _make_sampler(self, dataset, presample):
+    def _make_sampler(self, dataset, presample, batch_size):
         sampler = LSTMSampler(dataset, self.reweighting, presample=presample)
         return _smoothed(sampler, self.smooth, self.adaptive_smoothing)

@@ -217,7 +217,7 @@ def test_nan_losses_fall_back_to_uniform_and_reach_terminate_on_nan():
 )
 def test_smoothing_arguments_choose_the_sampler(kwargs, expected):
     training = ImportanceTraining(make_classifier(2, 3), **kwargs)
-    sampler = training._make_sampler(InMemoryDataset(X, Y), 256)
+    sampler = training._make_sampler(InMemoryDataset(X, Y), 256, 32)
     chain = []
     while sampler is not None:
         chain.append(type(sampler).__name__)

@@ -6,10 +6,20 @@ transform the scores, and the reweighting policy weights the drawn items.
 """
 
 from importance_sampling.samplers.base import BaseSampler, Candidates, SampledBatch
+from importance_sampling.samplers.conditional import (
+    Condition,
+    ConditionalStartSampler,
+    ExpCondition,
+    TotalVariationCondition,
+    VarianceReductionCondition,
+    WarmupCondition,
+)
+from importance_sampling.samplers.constant import ConstantTimeSampler, ConstantVarianceSampler
 from importance_sampling.samplers.history import HistorySampler, OnlineBatchSelectionSampler
 from importance_sampling.samplers.lstm import LSTMSampler
 from importance_sampling.samplers.model import ModelSampler
 from importance_sampling.samplers.per_class import PerClassGaussian
+from importance_sampling.samplers.scsg import SCSGSampler
 from importance_sampling.samplers.smoothing import (
     AdaptiveAdditiveSmoothingSampler,
     AdditiveSmoothingSampler,
@@ -23,13 +33,22 @@ __all__ = [
     "AdditiveSmoothingSampler",
     "BaseSampler",
     "Candidates",
+    "Condition",
+    "ConditionalStartSampler",
+    "ConstantTimeSampler",
+    "ConstantVarianceSampler",
+    "ExpCondition",
     "HistorySampler",
     "LSTMSampler",
     "ModelSampler",
     "OnlineBatchSelectionSampler",
     "PerClassGaussian",
     "PowerSmoothingSampler",
+    "SCSGSampler",
     "SampledBatch",
     "SamplerDecorator",
+    "TotalVariationCondition",
     "UniformSampler",
+    "VarianceReductionCondition",
+    "WarmupCondition",
 ]

@@ -42,6 +42,8 @@ class SampledBatch(NamedTuple):
             the displayed training metrics.
         scores: Their scores; ones when the candidates had no scores
             (uniform sampling).
+        by_importance: Whether the batch was drawn in proportion to scores
+            (not uniformly).
     """
 
     idxs: Any
@@ -50,6 +52,7 @@ class SampledBatch(NamedTuple):
     weights: Any
     metric_weights: Any
     scores: Any
+    by_importance: bool = False
 
 
 def sampling_scores(scores):
@@ -139,7 +142,8 @@ class BaseSampler:
         signals.sample.send(
             {"idxs": idxs, "xy": (x, y), "w": weights, "predicted_scores": chosen_scores}
         )
-        return SampledBatch(idxs, x, y, weights, metric_weights, chosen_scores)
+        return SampledBatch(idxs, x, y, weights, metric_weights, chosen_scores,
+                            scores is not None)
 
     def update(self, idxs, scores):
         """Receive the scores observed for `idxs` in the train step."""

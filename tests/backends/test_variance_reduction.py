@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from conftest import blobs, one_hot
 
+from importance_sampling import signals
 from importance_sampling.model_wrappers import OracleWrapper
 from importance_sampling.reweighting import BiasedReweightingPolicy
 from importance_sampling.step import ImportanceDraw
@@ -92,9 +93,14 @@ def test_equal_scores_never_switch_importance_sampling_on():
     assert history.history["tau"] == pytest.approx([taus.taus[7], taus.taus[15]])
 
 
+def count_samples(event):
+    count_samples.events += 1
+
+
+@pytest.mark.parametrize("drawn", ["in the step", "on the host"])
 @pytest.mark.parametrize("training_class", ["ImportanceTraining", "UnbiasedImportanceTraining"])
 def test_importance_sampling_is_on_exactly_after_the_steps_where_tau_exceeded_the_threshold(
-        training_class):
+        training_class, drawn):
     # Three separated clusters with 5 % of the labels flipped: the flipped
     # samples keep large scores, the others get small ones.
     rng = np.random.default_rng(0)
@@ -116,7 +122,15 @@ def test_importance_sampling_is_on_exactly_after_the_steps_where_tau_exceeded_th
         training = UnbiasedImportanceTraining(model, presample=2.0)
         threshold = default_threshold(32, 16)
     taus = BatchTaus()
-    training.fit(x, one_hot(labels, 3), batch_size=16, epochs=3, verbose=0, callbacks=[taus])
+    count_samples.events = 0
+    if drawn == "on the host":  # a receiver of `is.sample` needs host draws
+        signals.sample.connect(count_samples)
+    try:
+        training.fit(x, one_hot(labels, 3), batch_size=16, epochs=3, verbose=0,
+                     callbacks=[taus])
+    finally:
+        signals.sample.disconnect(count_samples)
+    assert count_samples.events == (len(taus.taus) if drawn == "on the host" else 0)
     before_each_step = np.concatenate([[0.0], taus.taus[:-1]])
     expected = int(np.sum(before_each_step > threshold))
     assert 0 < expected < len(taus.taus)  # it starts uniform, then switches on
