@@ -32,42 +32,63 @@ def _current(scope, variables, values):
     return [v if new is None else new for v, new in zip(values, updated)]
 
 
+def loss_gradients(model, step, drawn, state, scale=True):
+    """The gradients of `step.loss(drawn)` with respect to the trainable state.
+
+    Returns:
+        `(loss, outputs, gradients, non_trainable, metrics_variables)`, the
+        last two the state that the loss's forward pass left.
+    """
+    _, non_trainable, optimizer_variables, metrics_variables = state
+
+    def loss_function(trainable, non_trainable, metrics_variables):
+        mapping = _mapping(
+            model, (trainable, non_trainable, optimizer_variables, metrics_variables)
+        )
+        with keras.StatelessScope(state_mapping=mapping, collect_losses=True) as scope:
+            loss, outputs = step.loss(drawn)
+            minimised = model.optimizer.scale_loss(loss) if scale else loss
+        return minimised, (
+            loss, outputs,
+            _current(scope, model.non_trainable_variables, non_trainable),
+            _current(scope, model.metrics_variables, metrics_variables),
+        )
+
+    gradient_function = jax.grad(loss_function, has_aux=True)
+    gradients, aux = gradient_function(state[0], non_trainable, metrics_variables)
+    loss, outputs, non_trainable, metrics_variables = aux
+    return loss, outputs, gradients, non_trainable, metrics_variables
+
+
+def applied(model, step, drawn, loss, outputs, gradients, state):
+    """The logs and the new state of a step that applies `gradients`."""
+    trainable, non_trainable, optimizer_variables, metrics_variables = state
+    if model.trainable_variables:
+        trainable, optimizer_variables = model.optimizer.stateless_apply(
+            optimizer_variables, gradients, trainable
+        )
+    else:
+        warnings.warn("The model does not have any trainable weights.")
+    mapping = list(zip(model.metrics_variables, metrics_variables))
+    with keras.StatelessScope(state_mapping=mapping) as scope:
+        logs = step.logs(drawn, loss, outputs)
+    metrics_variables = _current(scope, model.metrics_variables, metrics_variables)
+    return logs, (trainable, non_trainable, optimizer_variables, metrics_variables)
+
+
 def make_train_step(model, step, draw=None):
     def train_step(state, data):
-        trainable, non_trainable, optimizer_variables, metrics_variables = state
+        trainable, _, optimizer_variables, _ = state
         if draw is None:
             drawn = step.prepared(data)
         else:
             with keras.StatelessScope(state_mapping=_mapping(model, state)):
                 drawn = draw(data)
-
-        def loss_function(trainable, non_trainable, metrics_variables):
-            mapping = _mapping(
-                model, (trainable, non_trainable, optimizer_variables, metrics_variables)
-            )
-            with keras.StatelessScope(state_mapping=mapping, collect_losses=True) as scope:
-                loss, outputs = step.loss(drawn)
-                scaled_loss = model.optimizer.scale_loss(loss)
-            return scaled_loss, (
-                loss, outputs,
-                _current(scope, model.non_trainable_variables, non_trainable),
-                _current(scope, model.metrics_variables, metrics_variables),
-            )
-
-        gradient_function = jax.value_and_grad(loss_function, has_aux=True)
-        (_, aux), gradients = gradient_function(trainable, non_trainable, metrics_variables)
-        loss, outputs, non_trainable, metrics_variables = aux
-        if model.trainable_variables:
-            trainable, optimizer_variables = model.optimizer.stateless_apply(
-                optimizer_variables, gradients, trainable
-            )
-        else:
-            warnings.warn("The model does not have any trainable weights.")
-        mapping = list(zip(model.metrics_variables, metrics_variables))
-        with keras.StatelessScope(state_mapping=mapping) as scope:
-            logs = step.logs(drawn, loss, outputs)
-        metrics_variables = _current(scope, model.metrics_variables, metrics_variables)
-        return logs, (trainable, non_trainable, optimizer_variables, metrics_variables)
+        loss, outputs, gradients, non_trainable, metrics_variables = loss_gradients(
+            model, step, drawn, state
+        )
+        return applied(model, step, drawn, loss, outputs, gradients,
+                       (trainable, non_trainable, optimizer_variables, metrics_variables))
 
     return train_step
 
