@@ -8,10 +8,11 @@ ImportanceTraining(model).fit(x_train, y_train, batch_size=128, epochs=3)
 model.evaluate(x_test, y_test)  # the model was trained in place
 ```
 
-`fit` is `keras.Model.fit`: for the duration of the call the model's
-`train_step` is an importance-sampling step (`importance_sampling.step`), and
-Keras's own `fit` drives it, with its callbacks, progress bar, validation,
-data adapters, `steps_per_execution` and distribution.
+Every class's `fit` is `keras.Model.fit` (see `importance_sampling.fitting`):
+the seed's `ImportanceTraining` (alias `BiasedImportanceTraining`) and
+`ApproximateImportanceTraining`, the 2018 method `UnbiasedImportanceTraining`
+and its variants `ConstantVarianceImportanceTraining`,
+`ConstantTimeImportanceTraining` and `SVRG`.
 """
 
 from importance_sampling.constant import (
