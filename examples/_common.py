@@ -8,6 +8,7 @@ initial weights, then prints a summary and optionally plots the curves.
 """
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -46,6 +47,8 @@ def make_parser(doc, epochs, batch_size, compare=False):
     parser.add_argument("--seed", type=int, default=0, help="default: 0")
     parser.add_argument("--verbose", type=int, default=2, choices=(0, 1, 2),
                         help="Keras verbosity of training (default: 2)")
+    parser.add_argument("--save-results", metavar="JSON",
+                        help="also write the results, with the curves, to JSON")
     parser.set_defaults(compare=compare)
     return parser
 
@@ -226,6 +229,9 @@ def run(args, create_model, train, test, importance_training, **fit_kwargs):
             int(model.optimizer.iterations), recorder.points,
         )
     print(summary(results))
+    if args.save_results:
+        with open(args.save_results, "w") as file:
+            json.dump({method: r._asdict() for method, r in results.items()}, file, indent=1)
     if args.plot:
         plot(results, args.plot)
         print(f"Saved the curves to {args.plot}")
