@@ -439,9 +439,7 @@ class BaseImportanceTraining:
         `is.sample`, `is.score` or `is.training`, whose payloads exist on
         the host only.
         """
-        listened = (signals.sample.receivers or signals.score.receivers
-                    or signals.training.receivers)
-        return self._draw_settings() is not None and not listened
+        return self._draw_settings() is not None and not signals.host_signals_received()
 
     def _check_distribution(self, plan):
         # Replicas (tf.distribute) or devices (keras.distribution, over all

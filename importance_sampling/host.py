@@ -9,6 +9,7 @@ before each step and feeds the observed scores back after it.
 import keras
 import numpy as np
 
+from importance_sampling import signals
 from importance_sampling.datasets import BaseDataset
 from importance_sampling.model_wrappers import announce_step, pack_batch
 from importance_sampling.samplers.base import warn_uniform_fallback
@@ -68,6 +69,16 @@ class CompiledSide(keras.callbacks.Callback):
         self._usable = []
         self._importance = []
         self.importance_steps = 0
+
+    def on_train_begin(self, logs=None):
+        if signals.host_signals_received():
+            raise RuntimeError(
+                "A receiver of the `is.sample`, `is.score` or `is.training` signals "
+                "was connected after `fit` started (e.g. in a callback's "
+                "`on_train_begin`). These signals are sent by steps drawn on the "
+                "host, which `fit` chooses when it starts: connect the receiver "
+                "before calling `fit`."
+            )
 
     def __call__(self, train_function, args, backend_module):
         logs, rest = backend_module.split_outputs(train_function(*args))

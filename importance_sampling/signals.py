@@ -29,3 +29,12 @@ score = signal("is.score")
 training = signal("is.training")
 evaluate_batch = signal("is.evaluate_batch")
 evaluation = signal("is.evaluation")
+
+
+def host_signals_received():
+    """Whether anyone receives `is.sample`, `is.score` or `is.training`.
+
+    Their payloads exist only when the batches are drawn on the host, which
+    `fit` chooses when it starts.
+    """
+    return bool(sample.receivers or score.receivers or training.receivers)

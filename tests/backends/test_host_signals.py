@@ -1,5 +1,6 @@
 """Steps drawn on the host, and the signals that announce them, on every backend."""
 
+import keras
 import numpy as np
 import pytest
 from conftest import blobs, make_classifier, one_hot
@@ -77,3 +78,26 @@ def test_the_approximate_training_announces_its_warm_up_batches(events):
         np.testing.assert_array_equal(sample["predicted_scores"], np.ones(16))
         np.testing.assert_array_equal(sample["w"], np.ones((16, 1)))
         assert training["scores"].shape == (16,) and np.all(training["scores"] > 0)
+
+
+def test_a_receiver_connected_once_fit_started_gets_a_clear_error_not_silence():
+    model = make_classifier(2, 3)
+    weights = model.get_weights()
+    received = []
+
+    def receiver(event):
+        received.append(event)
+
+    class ConnectLate(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            signals.sample.connect(receiver)
+
+    try:
+        with pytest.raises(RuntimeError, match="connect the receiver before calling `fit`"):
+            ImportanceTraining(model, presample=32).fit(
+                X, Y, batch_size=8, epochs=1, verbose=0, callbacks=[ConnectLate()]
+            )
+    finally:
+        signals.sample.disconnect(receiver)
+    for before, after in zip(weights, model.get_weights()):
+        np.testing.assert_array_equal(before, after)  # no step was taken
