@@ -34,13 +34,25 @@ def _check_k(k):
     return float(k)
 
 
-def _biased_weights(unbiased, scores, k, xp):
-    """Raise `unbiased` weights to the power `k`, keeping `sum(w * s)` fixed.
+def _biased_weights(chosen, mean, k, xp):
+    """`b * mean * chosen_i ** -k / sum_j chosen_j ** (1 - k)`, in log space.
 
-    `xp` is the array namespace: `numpy` on the host, `keras.ops` in a step.
+    These are the unbiased weights `mean / chosen_i` of the `b` chosen
+    items raised to the power `k`, rescaled so that the weighted loss of the
+    batch, `sum(w * chosen)`, keeps its value. `chosen` and `mean` are
+    scores divided by their maximum, so that the weights stay finite for
+    scores that span many orders of magnitude or are zero, and for very
+    negative `k`; they are capped at `e ** 80`. `xp` is `numpy` on the host
+    or `keras.ops` in a step.
     """
-    biased = unbiased**k
-    return biased * (xp.sum(unbiased * scores) / xp.sum(biased * scores))
+    log_chosen = xp.log(xp.maximum(chosen, _TINY))
+    exponents = (1.0 - k) * log_chosen
+    largest = xp.max(exponents)
+    log_normaliser = largest + xp.log(xp.sum(xp.exp(exponents - largest)))
+    log_count = xp.log(xp.sum(xp.ones_like(log_chosen)))
+    log_weights = (log_count + xp.log(xp.maximum(mean, _TINY))
+                   - k * log_chosen - log_normaliser)
+    return xp.exp(xp.minimum(log_weights, _LOG_LARGEST))
 
 
 class ReweightingPolicy:
@@ -118,21 +130,9 @@ class BiasedReweightingPolicy(ReweightingPolicy):
         """The weights of `sample_weights()` as a vector, in namespace `xp`.
 
         `xp` is `numpy` on the host or `keras.ops` inside a compiled step.
-        The weights are computed in log space, as the equal
-        `b * mean(s) * s_i ** -k / sum_batch(s_j ** (1 - k))` over scores
-        divided by their maximum, so that they stay finite for scores that
-        span many orders of magnitude or are zero, and for very negative
-        `k`; they are capped at `e ** 80`.
         """
         scores = scores / xp.max(scores)
-        log_chosen = xp.log(xp.maximum(xp.take(scores, positions), _TINY))
-        exponents = (1.0 - self.k) * log_chosen
-        largest = xp.max(exponents)
-        log_normaliser = largest + xp.log(xp.sum(xp.exp(exponents - largest)))
-        log_count = xp.log(xp.sum(xp.ones_like(log_chosen)))
-        log_weights = (log_count + xp.log(xp.maximum(xp.mean(scores), _TINY))
-                       - self.k * log_chosen - log_normaliser)
-        return xp.exp(xp.minimum(log_weights, _LOG_LARGEST))
+        return _biased_weights(xp.take(scores, positions), xp.mean(scores), self.k, xp)
 
 
 class AdjustedBiasedReweightingPolicy(ReweightingPolicy):
@@ -155,14 +155,17 @@ class AdjustedBiasedReweightingPolicy(ReweightingPolicy):
         scores = np.asarray(scores, dtype="float64")
         outside = np.ones(len(scores), dtype=bool)
         outside[positions] = False
-        summary = [len(scores), scores[outside].sum()]
+        summary = [len(scores), min(scores[outside].sum(), np.finfo("float32").max)]
         return np.tile(np.asarray(summary, dtype="float32"), (len(positions), 1))
 
     def step_weights(self, weights, scores):
         num_candidates, outside_sum = weights[0, 0], weights[0, 1]
-        scores = ops.maximum(scores, _EPSILON)
-        unbiased = (outside_sum + ops.sum(scores)) / num_candidates / scores
-        return ops.stop_gradient(_biased_weights(unbiased, scores, self.k, ops))
+        scores = ops.maximum(ops.cast(scores, "float32"), 0.0)
+        scale = ops.maximum(ops.max(scores), outside_sum)
+        scale = ops.where(scale > 0, scale, 1.0)
+        scores = scores / scale
+        mean = (outside_sum / scale + ops.sum(scores)) / num_candidates
+        return ops.stop_gradient(_biased_weights(scores, mean, self.k, ops))
 
 
 class CorrectingReweightingPolicy(ReweightingPolicy):

@@ -1,3 +1,4 @@
+import keras
 import numpy as np
 import pytest
 
@@ -120,3 +121,22 @@ def test_biased_weights_stay_finite_and_non_negative(k, case):
     assert w.dtype == np.float32 and np.all(np.isfinite(w)) and np.all(w >= 0)
     if case == "zeros":
         np.testing.assert_array_equal(w, 1.0)
+
+
+@pytest.mark.parametrize("policy", [AdjustedBiasedReweightingPolicy, CorrectingReweightingPolicy])
+@pytest.mark.parametrize("k", [-50.0, 0.5, 1.0])
+@pytest.mark.parametrize("case", ["zeros", "span", "zero-chosen", "one-huge"])
+def test_step_weights_of_the_policies_stay_finite_and_non_negative(policy, k, case):
+    scores = {
+        "zeros": np.zeros(8),
+        "span": np.logspace(-30, 30, 8),
+        "zero-chosen": np.array([0.0, 1.0, 2.0, 3.0, 0.0, 5.0, 6.0, 7.0]),
+        "one-huge": np.array([1e30] + [1e-30] * 7),
+    }[case]
+    positions = np.array([0, 1, 4, 7])
+    reweighting = policy(k)
+    weights = reweighting.sample_weights(positions, scores)
+    step = keras.ops.convert_to_numpy(reweighting.step_weights(
+        keras.ops.convert_to_tensor(weights), keras.ops.convert_to_tensor(scores[positions], "float32")
+    ))
+    assert np.all(np.isfinite(weights)) and np.all(np.isfinite(step)) and np.all(step >= 0)
