@@ -12,7 +12,7 @@ import keras
 import numpy as np
 
 from benchmarks import workloads
-from importance_sampling.utils.losses import per_sample_loss
+from importance_sampling.utils.losses import per_sample_loss_function
 
 # Steps at the start of every `fit` call that are left out of the timings.
 SKIPPED_STEPS = 2
@@ -83,7 +83,7 @@ class _Arithmetic:
         import tensorflow as tf
 
         self.model = model
-        self.loss_fn = per_sample_loss(model.loss)
+        self.loss_fn = per_sample_loss_function(model.loss)
         rng = np.random.default_rng(seed)
 
         def draws(count):

@@ -16,6 +16,7 @@ from keras.src.losses.loss import unscale_loss_for_distribution  # noqa: F401
 from keras.src.trainers.data_adapters.py_dataset_adapter import (  # noqa: F401
     PyDatasetAdapter,
 )
+from keras.src.trainers.data_adapters import get_data_adapter  # noqa: F401
 from keras.src.trainers.data_adapters.array_data_adapter import (  # noqa: F401
     can_convert_arrays,
 )

@@ -12,7 +12,8 @@ Every class's `fit` is `keras.Model.fit` (see `importance_sampling.fitting`):
 the seed's `ImportanceTraining` (alias `BiasedImportanceTraining`) and
 `ApproximateImportanceTraining`, the 2018 method `UnbiasedImportanceTraining`
 and its variants `ConstantVarianceImportanceTraining`,
-`ConstantTimeImportanceTraining` and `SVRG`.
+`ConstantTimeImportanceTraining` and `SVRG`; and other ways to choose the
+samples: `SelectiveTraining` (loss-sorted selection) and `InfoBatchTraining`.
 """
 
 from importance_sampling.constant import (
@@ -20,6 +21,7 @@ from importance_sampling.constant import (
     ConstantVarianceImportanceTraining,
 )
 from importance_sampling.fitting import BaseImportanceTraining, check_positive_int
+from importance_sampling.infobatch import InfoBatchTraining
 from importance_sampling.samplers import (
     AdaptiveAdditiveSmoothingSampler,
     AdditiveSmoothingSampler,
@@ -28,6 +30,7 @@ from importance_sampling.samplers import (
     ModelSampler,
     VarianceReductionCondition,
 )
+from importance_sampling.selective import SelectiveTraining
 from importance_sampling.svrg import SVRG
 
 __all__ = [
@@ -36,7 +39,9 @@ __all__ = [
     "ConstantTimeImportanceTraining",
     "ConstantVarianceImportanceTraining",
     "ImportanceTraining",
+    "InfoBatchTraining",
     "SVRG",
+    "SelectiveTraining",
     "UnbiasedImportanceTraining",
 ]
 

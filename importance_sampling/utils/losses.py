@@ -39,7 +39,7 @@ def _reduce_to_samples(values, mask=None):
     return ops.divide_no_nan(ops.sum(values * mask, axis=axes), ops.sum(mask, axis=axes))
 
 
-def per_sample_loss(loss):
+def per_sample_loss_function(loss):
     """Turn one loss of `compile(loss=...)` into a per-sample loss function.
 
     Args:
@@ -132,7 +132,7 @@ class ModelLoss:
                 )
             key = entry.path[0] if entry.path else None
             weight = 1.0 if entry.loss_weights is None else float(entry.loss_weights)
-            terms.append((key, per_sample_loss(entry.loss), weight))
+            terms.append((key, per_sample_loss_function(entry.loss), weight))
         self.terms = terms
 
     def output_losses(self, y_true, y_pred):

@@ -1,0 +1,146 @@
+"""InfoBatch: prune well-learned samples at random, rescale the rest (Qin et al., ICLR 2024).
+
+```python
+from importance_sampling.infobatch import InfoBatchTraining
+
+model.compile("sgd", "sparse_categorical_crossentropy", metrics=["accuracy"])
+history = InfoBatchTraining(model, prune_ratio=0.5, delta=0.875).fit(
+    x_train, y_train, batch_size=128, epochs=40)
+history.history["steps"]   # fewer steps in the pruned epochs
+```
+"""
+
+import numpy as np
+
+from importance_sampling.epochs import EpochPassTraining
+
+
+def _check_ratio(name, value, low_open=False):
+    if isinstance(value, bool) or not isinstance(
+        value, (int, float, np.integer, np.floating)
+    ) or not (0 < value <= 1 if low_open else 0 <= value < 1):
+        interval = "(0, 1]" if low_open else "[0, 1)"
+        raise ValueError(f"`{name}` must be a number in {interval}. Received: {name}={value!r}")
+    return float(value)
+
+
+def infobatch_prune(scores, seen, prune_ratio, rng):
+    """The samples kept for an epoch by InfoBatch's soft pruning, and their weights.
+
+    A sample is well learned when its last recorded loss is below the mean
+    of the recorded losses; `prune_ratio` of the well-learned samples are
+    dropped at random, and the kept ones weigh `1 / (1 - prune_ratio)`.
+    The number kept is `(1 - prune_ratio) * n` rounded up or down at random
+    (up with probability its fractional part), so that every well-learned
+    sample is kept with probability exactly `1 - prune_ratio` and the
+    weighted loss of the kept samples is an unbiased estimate of the loss
+    of all of them. Samples without a recorded loss are never dropped.
+
+    Args:
+        scores: The last recorded loss of every sample.
+        seen: Whether each sample has a recorded loss.
+        prune_ratio: The share of the well-learned samples dropped, in
+            `[0, 1)`.
+        rng: A `numpy.random.Generator`.
+
+    Returns:
+        A tuple `(indices, weights)`: the kept samples in ascending order,
+        and their weights (1, or `1 / (1 - prune_ratio)` for the kept
+        well-learned samples).
+    """
+    scores = np.asarray(scores, dtype="float64")
+    seen = np.asarray(seen, dtype=bool)
+    count = len(scores)
+    weights = np.ones(count, dtype="float32")
+    keep = np.ones(count, dtype=bool)
+    if prune_ratio > 0 and seen.any():
+        mean = scores[seen].mean()
+        well_learned = np.flatnonzero(seen & (scores < mean))
+        expected = (1 - prune_ratio) * len(well_learned)
+        kept_count = int(np.floor(expected))
+        if rng.random() < expected - kept_count:
+            kept_count += 1
+        kept = rng.choice(well_learned, size=kept_count, replace=False)
+        keep[well_learned] = False
+        keep[kept] = True
+        weights[kept] = 1 / (1 - prune_ratio)
+    indices = np.flatnonzero(keep)
+    return indices, weights[indices]
+
+
+class InfoBatchTraining(EpochPassTraining):
+    """Train with InfoBatch's unbiased dynamic data pruning (Qin et al., ICLR 2024).
+
+    Every sample keeps its last training loss, recorded by the train steps
+    that trained on it (no extra forward pass). At the start of each epoch,
+    `prune_ratio` of the samples whose recorded loss is below the mean are
+    dropped at random for that epoch, and the losses of the kept
+    below-mean samples are multiplied by `1 / (1 - prune_ratio)`, so that
+    the epoch's gradient is an unbiased estimate of the full data's. The
+    samples above the mean are never dropped. For the last `1 - delta` of
+    the epochs (annealing), the epoch is the full data, unweighted.
+
+    An epoch is one pass over the kept samples, in shuffled batches of
+    `batch_size`: the pruned epochs take fewer steps. The progress bar
+    counts the steps actually taken, and `History.history["steps"]` holds
+    them per epoch. The first epoch, before any loss is recorded, is the
+    full data. The displayed training metrics are weighted by the same
+    rescaling, so that they estimate the metrics of the full data.
+
+    Args:
+        model: A compiled `keras.Model`, trained in place.
+        prune_ratio: The share of the well-learned samples dropped each
+            epoch, in `[0, 1)`. Defaults to `0.5`, the paper's.
+        delta: The share of the epochs that prune, in `(0, 1]`: epoch `e`
+            (from 0) of a `fit` of `epochs` epochs prunes when `e < delta *
+            epochs`. Defaults to `0.875`, the paper's.
+        seed: The seed of the pruning and the shuffling; `None` draws one
+            from NumPy's global generator.
+
+    Attributes:
+        scores: The last recorded training loss of every sample.
+        pruned: The number of samples dropped in each epoch of the last
+            `fit`.
+        kept: The samples of each epoch of the last `fit`, and `weights`
+            their weights.
+
+    References:
+        - [Qin et al., 2024. InfoBatch: Lossless Training Speed Up by
+          Unbiased Dynamic Data Pruning](https://arxiv.org/abs/2303.04947)
+    """
+
+    def __init__(self, model, prune_ratio=0.5, delta=0.875, seed=None):
+        self.prune_ratio = _check_ratio("prune_ratio", prune_ratio)
+        self.delta = _check_ratio("delta", delta, low_open=True)
+        super().__init__(model, seed=seed)
+        self.scores = None
+        self._seen = None
+        self.pruned, self.kept, self.weights = [], [], []
+
+    def _run(self, plan, epochs, callbacks, fit_kwargs):
+        count = len(plan.dataset.train_data)
+        if self.scores is None or len(self.scores) != count:
+            self.scores = np.zeros(count, dtype="float32")
+            self._seen = np.zeros(count, dtype=bool)
+        self.pruned, self.kept, self.weights = [], [], []
+        return super()._run(plan, epochs, callbacks, fit_kwargs)
+
+    def prunes(self, epoch, epochs):
+        """Whether `epoch` of a `fit` of `epochs` epochs prunes (the rest anneal)."""
+        return epoch < self.delta * epochs
+
+    def _choose(self, epoch, epochs, sampler):
+        count = len(self.scores)
+        if self.prunes(epoch, epochs):
+            indices, weights = infobatch_prune(self.scores, self._seen, self.prune_ratio,
+                                               sampler.rng)
+        else:
+            indices, weights = np.arange(count), np.ones(count, dtype="float32")
+        self.pruned.append(count - len(indices))
+        self.kept.append(indices)
+        self.weights.append(weights)
+        return indices, weights
+
+    def _on_scores(self, idxs, scores):
+        self.scores[idxs] = scores
+        self._seen[idxs] = True
