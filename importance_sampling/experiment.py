@@ -48,10 +48,19 @@ from importance_sampling.samplers import (
     VarianceReductionCondition,
     WarmupCondition,
 )
+from importance_sampling.ordered_sgd import OrderedSGDWrapper
+from importance_sampling.rho_loss import reducible_loss_sampler
+from importance_sampling.selective_backprop import SelectiveBackpropSampler
 from importance_sampling.svrg import SVRGWrapper
 
 # name: (type, default, meaning). `None` defaults leave the choice to the part.
 HYPERPARAMETERS = {
+    "sb_beta": (float, 1.0, "selectivity of the selective-backprop sampler (keeps ~1/(1+beta))"),
+    "sb_history": (int, 1024, "recent losses of the selective-backprop percentiles"),
+    "sb_staleness": (int, 0, "passes a selective-backprop loss is reused without a forward pass"),
+    "rho_holdout": (float, 0.5, "share of the training set that trains the rho-loss irreducible model"),
+    "rho_epochs": (int, 1, "epochs of training of the rho-loss irreducible model"),
+    "osgd_q": (float, 0.5, "share of each batch whose largest losses an ordered-sgd step averages"),
     "batch_size": (int, 128, "samples per optimizer step"),
     "lr": (float, 1e-3, "initial learning rate"),
     "lr_reductions": (list, [], "steps (ints) after which the learning rate is divided by 10"),
@@ -187,6 +196,7 @@ DATASETS = {
 
 WRAPPERS = {f"oracle-{score}": score for score in ("loss", "gnorm", "acc")}
 WRAPPERS["svrg"] = "svrg"  # variance-reduced steps; goes with the scsg sampler
+WRAPPERS["ordered-sgd"] = "ordered-sgd"  # steps on the mean of each batch's largest losses
 
 REWEIGHTINGS = {
     "unweighted": lambda hp: NoReweightingPolicy(),
@@ -229,7 +239,17 @@ BASE_SAMPLERS = {
         d, r, w, B=hp["scsg_B"], B_over_b=hp["scsg_B_over_b"], B_rate=hp["scsg_B_rate"],
         seed=hp["seed"],
     ),
+    "selective-backprop": lambda d, r, w, hp: SelectiveBackpropSampler(
+        d, r, w, beta=hp["sb_beta"], history=hp["sb_history"], staleness=hp["sb_staleness"],
+        seed=hp["seed"],
+    ),
+    "rho-loss": lambda d, r, w, hp: reducible_loss_sampler(
+        d, w, holdout=hp["rho_holdout"], epochs=hp["rho_epochs"], batch_size=hp["batch_size"],
+        presample=hp["presample"], forward_batch_size=hp["forward_batch_size"], seed=hp["seed"],
+    ),
 }
+# These select rather than draw by scores: no smoothing prefixes.
+SELECTIONS = ("selective-backprop", "rho-loss")
 
 # prefix: the condition of a ConditionalStartSampler (uniform steps until it holds)
 CONDITIONS = {
@@ -251,6 +271,7 @@ SAMPLERS = {
     prefix + base: (prefix, base)
     for prefix in ("", *SMOOTHINGS)
     for base in BASE_SAMPLERS
+    if not (prefix and base in SELECTIONS)
 }
 # The samplers that score, started by a condition, e.g. "vr-model", "warmup-smooth-lstm".
 SAMPLERS.update({
@@ -330,6 +351,8 @@ def build(args):
         )
     if score == "svrg":
         wrapper = SVRGWrapper(model)
+    elif score == "ordered-sgd":
+        wrapper = OrderedSGDWrapper(model, q=hp["osgd_q"])
     else:
         wrapper = OracleWrapper(model, reweighting, score=score)
     return dataset, wrapper, build_sampler(args.sampler, dataset, reweighting, wrapper, hp)

@@ -536,37 +536,54 @@ class BaseImportanceTraining:
         if key not in self._built_steps:
             backend_module = self.wrapper.backend
             source = backend_module.array_source() if plan.kind == "arrays" else None
-            draw = switch = None
+            with model_scope(model):
+                metric = self._step_metric(plan)
+            draw = None
             if plan.kind != "host":
-                switch = self._switch(plan)
-                draw = ImportanceDraw(
-                    self.wrapper, self.reweighting, plan.batch_size, plan.presample,
-                    seed=self._seed, rows=None if source is None else source.rows,
-                    switch=switch, **dict(settings),
-                )
-            step = WeightedStep(self.wrapper, return_scores=plan.kind == "host",
-                                switch=switch)
+                draw = self._make_draw(plan, None if source is None else source.rows, metric)
+            step = self._make_step(plan, metric)
             train_step = backend_module.make_train_step(model, step, draw)
             with installed_train_step(model, train_step):
                 model.make_train_function(force=True)
                 self._built_steps[key] = _BuiltStep(
-                    step, train_step, model.train_function, source, switch
+                    step, train_step, model.train_function, source, metric
                 )
         return self._built_steps[key]
+
+    def _step_metric(self, plan):
+        """A metric that the steps of `plan` read and update, or `None`.
+
+        During `fit` it is one of the model's metrics, so that Keras threads
+        its state through the train step on every backend and its result is
+        in the training logs; its `restart()` is called at the start of
+        `fit`. Here it is the `VarianceReductionSwitch` of `tau_th`.
+        """
+        threshold = self.tau_threshold(plan.batch_size, plan.presample)
+        return None if threshold is None else VarianceReductionSwitch(threshold)
+
+    def _make_draw(self, plan, rows, metric):
+        """The draw of the steps of `plan` drawn in the train step.
+
+        Args:
+            plan: The `_Plan` of the `fit`.
+            rows: A function turning the batch that Keras hands the step into
+                the candidates, or `None` for the batch itself.
+            metric: What `_step_metric(plan)` returned.
+        """
+        return ImportanceDraw(
+            self.wrapper, self.reweighting, plan.batch_size, plan.presample,
+            seed=self._seed, rows=rows, switch=metric, **dict(self._draw_settings()),
+        )
+
+    def _make_step(self, plan, metric):
+        """The `WeightedStep` of `plan`; `metric` is `_step_metric(plan)`."""
+        return WeightedStep(self.wrapper, return_scores=plan.kind == "host", switch=metric)
 
     def tau_threshold(self, batch_size, presample):
         """The threshold of `tau` for `batch_size` items from `presample`, or `None`."""
         if self.tau_th == "auto":
             return default_threshold(presample, batch_size)
         return None if self.tau_th is None else float(self.tau_th)
-
-    def _switch(self, plan):
-        """The `VarianceReductionSwitch` of the steps of `plan`, or `None`."""
-        threshold = self.tau_threshold(plan.batch_size, plan.presample)
-        if threshold is None:
-            return None
-        with model_scope(self.model):
-            return VarianceReductionSwitch(threshold)
 
     @property
     def trace_counts(self):

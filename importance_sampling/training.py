@@ -13,7 +13,9 @@ the seed's `ImportanceTraining` (alias `BiasedImportanceTraining`) and
 `ApproximateImportanceTraining`, the 2018 method `UnbiasedImportanceTraining`
 and its variants `ConstantVarianceImportanceTraining`,
 `ConstantTimeImportanceTraining` and `SVRG`; and other ways to choose the
-samples: `SelectiveTraining` (loss-sorted selection) and `InfoBatchTraining`.
+samples: `SelectiveTraining` (loss-sorted selection), `InfoBatchTraining`,
+`SelectiveBackpropTraining`, `OrderedSGDTraining` and `ReducibleLossTraining`
+(RHO-LOSS).
 """
 
 from importance_sampling.constant import (
@@ -22,6 +24,8 @@ from importance_sampling.constant import (
 )
 from importance_sampling.fitting import BaseImportanceTraining, check_positive_int
 from importance_sampling.infobatch import InfoBatchTraining
+from importance_sampling.ordered_sgd import OrderedSGDTraining
+from importance_sampling.rho_loss import ReducibleLossTraining
 from importance_sampling.samplers import (
     AdaptiveAdditiveSmoothingSampler,
     AdditiveSmoothingSampler,
@@ -31,6 +35,7 @@ from importance_sampling.samplers import (
     VarianceReductionCondition,
 )
 from importance_sampling.selective import SelectiveTraining
+from importance_sampling.selective_backprop import SelectiveBackpropTraining
 from importance_sampling.svrg import SVRG
 
 __all__ = [
@@ -40,7 +45,10 @@ __all__ = [
     "ConstantVarianceImportanceTraining",
     "ImportanceTraining",
     "InfoBatchTraining",
+    "OrderedSGDTraining",
+    "ReducibleLossTraining",
     "SVRG",
+    "SelectiveBackpropTraining",
     "SelectiveTraining",
     "UnbiasedImportanceTraining",
 ]

@@ -8,6 +8,7 @@ import pytest
 
 from importance_sampling import experiment
 from importance_sampling.datasets import CanevetICML2016
+from importance_sampling.model_wrappers import OracleWrapper
 from importance_sampling.reweighting import NoReweightingPolicy
 from importance_sampling.samplers import PowerSmoothingSampler
 
@@ -86,7 +87,12 @@ def test_every_kind_of_part_trains(tmp_path, names):
 def test_every_sampler_name_builds(name):
     hp = experiment.parse_hyperparams("smooth=f0.25;presample=i64")
     dataset = CanevetICML2016(N=8)
-    sampler = experiment.build_sampler(name, dataset, NoReweightingPolicy(), None, hp)
+    wrapper = None
+    if name == "rho-loss":  # it trains its irreducible-loss model as it is built
+        model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2, activation="softmax")])
+        model.compile("sgd", "categorical_crossentropy")
+        wrapper = OracleWrapper(model, NoReweightingPolicy())
+    sampler = experiment.build_sampler(name, dataset, NoReweightingPolicy(), wrapper, hp)
     if name.startswith("power-smooth-"):
         assert isinstance(sampler, PowerSmoothingSampler) and sampler.power == 0.25
 
