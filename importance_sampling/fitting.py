@@ -556,10 +556,13 @@ class BaseImportanceTraining:
         During `fit` it is one of the model's metrics, so that Keras threads
         its state through the train step on every backend and its result is
         in the training logs; its `restart()` is called at the start of
-        `fit`. Here it is the `VarianceReductionSwitch` of `tau_th`.
+        `fit`. Here it is the `VarianceReductionSwitch` of `tau_th` for steps
+        drawn in the train step (a host sampler keeps its own condition).
         """
         threshold = self.tau_threshold(plan.batch_size, plan.presample)
-        return None if threshold is None else VarianceReductionSwitch(threshold)
+        if threshold is None or plan.kind == "host":
+            return None
+        return VarianceReductionSwitch(threshold)
 
     def _make_draw(self, plan, rows, metric):
         """The draw of the steps of `plan` drawn in the train step.
