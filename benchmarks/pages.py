@@ -1,0 +1,28 @@
+"""Write every measured number and figure of the docs from the stored results.
+
+    python benchmarks/pages.py
+
+runs no training: it rewrites the speed and time-to-accuracy sections of
+`docs/benchmarks.md`, `docs/when_it_pays.md` with its figures, and the
+measured sections of `docs/examples.md`, each from its results files (see
+`benchmarks/run.py`, `benchmarks/time_to_accuracy.py` and
+`benchmarks/examples_page.py` for measuring them again). The tests check
+each page against the files it was written from.
+"""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import examples_page, run, time_to_accuracy  # noqa: E402
+
+
+def main():
+    time_to_accuracy.main(["--docs"])
+    run.main(["--docs", "docs/benchmarks.md", "--from-json"])
+    examples_page.main(["--docs"])
+
+
+if __name__ == "__main__":
+    main()
