@@ -369,7 +369,9 @@ def run_one(dataset, method, seed, setting, data):
         variable.assign(value)
     keras.utils.set_random_seed(seed)
     clock = Clock(x_test, y_test, setting.eval_every, setting.steps, setting.max_seconds)
+    backward_before = getattr(trainer, "backward_samples", None)
     _fit(trainer, x, y, setting, [clock])
+    backward = getattr(trainer, "backward_samples", None)
     excluded, median = clock.one_off()
     points = clock.corrected_points()
     return {
@@ -380,6 +382,8 @@ def run_one(dataset, method, seed, setting, data):
         "points": points, "steps": points[-1][0], "seconds": points[-1][1],
         "step_ms_median": 1000 * median, "excluded": excluded,
         "stopped_by": clock.stopped_by, "environment": environment(),
+        # Samples back-propagated in the timed run, for the classes that count them.
+        "backward_samples": None if backward is None else backward - backward_before,
     }
 
 
@@ -878,7 +882,7 @@ def _situations(summary, per_step, results):
             + ("" if cost is None else f" at {cost:.2f} times the cost of a uniform step")
             + "."
         )
-    lines += _noisy(summary) + _model_size(summary)
+    lines += _noisy(summary) + _model_size(summary) + _backward_work(results)
     if per_step:
         lines += _per_step_lines(per_step, summary)
     return lines
@@ -963,6 +967,26 @@ def _model_size(summary):
         "`ApproximateImportanceTraining` pays for its own loss predictor, whatever "
         "the model: it can only pay off where the model's forward pass over the "
         "presample costs more than that predictor (large models)."
+    ]
+
+
+def _backward_work(results):
+    """The backward work of the classes that count it, against uniform's."""
+    shares = {}
+    for (dataset, method, _), record in results.items():
+        if record.get("backward_samples") is not None and record["steps"]:
+            batch = record["setting"]["batch_size"] * record["steps"]
+            shares.setdefault((method, dataset), []).append(record["backward_samples"] / batch)
+    if not shares:
+        return []
+    parts = [f"{METHODS[method].label} {np.median(values):.2f} on {dataset}"
+             for (method, dataset), values in sorted(shares.items())]
+    return [
+        "- **Backward work**: the samples back-propagated per step, as a share of "
+        "a uniform step's batch (median over the seeds of the timed runs): "
+        + "; ".join(parts) + ". Constant variance trains on fewer samples per "
+        "step once importance sampling is on; SVRG back-propagates each batch "
+        "twice, and its mean gradients on top."
     ]
 
 
