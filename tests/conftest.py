@@ -5,11 +5,21 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import shutil  # noqa: E402
+import sys  # noqa: E402
 import tempfile  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+
+
+ROOT = Path(__file__).resolve().parent.parent
+# The repository's `benchmarks` and `scripts`, after the installed packages,
+# so that `importance_sampling` is the installed package (run the suite from
+# `tests/`, where the source tree is not on the path).
+if str(ROOT) not in sys.path:
+    sys.path.append(str(ROOT))
 
 
 def pytest_configure(config):
