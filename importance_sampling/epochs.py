@@ -261,7 +261,7 @@ class EpochPassTraining(BaseImportanceTraining):
         verbose = fit_kwargs.pop("verbose")
         initial_epoch = fit_kwargs.pop("initial_epoch")
         with installed_train_step(model, built.train_step, train_function), \
-                keras_internals.training_metric(model, None) as metric:
+                keras_internals.training_metrics(model, [built.step.unbiased_loss]) as metric:
             training = _OneTraining(
                 list(callbacks or []) + [_EvaluationSignals(), metric],
                 epoch_end_hook=self._epoch_logs, add_history=True,

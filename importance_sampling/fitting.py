@@ -509,7 +509,9 @@ class BaseImportanceTraining:
             built.switch.restart()
         try:
             with installed_train_step(model, built.train_step, train_function), \
-                    keras_internals.training_metric(model, built.switch) as metric:
+                    keras_internals.training_metrics(
+                        model, [built.switch, getattr(built.step, "unbiased_loss", None)]
+                    ) as metric:
                 history = model.fit(
                     x, None, batch_size=keras_batch_size, epochs=epochs,
                     callbacks=callbacks + [metric], steps_per_epoch=steps,

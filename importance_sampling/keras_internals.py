@@ -73,16 +73,16 @@ def compute_loss(model, x, y, y_pred, sample_weight):
 
 
 @contextlib.contextmanager
-def training_metric(model, metric):
-    """Make `metric` one of `model.metrics` while `fit` trains.
+def training_metrics(model, metrics):
+    """Make `metrics` some of `model.metrics` while `fit` trains.
 
     Keras threads the variables of `model.metrics` through the train step
     (JAX's stateless step among them) and puts their results in the logs.
-    The context yields a callback for `fit` that takes the metric out while
-    `fit` validates, so that it is not in the validation logs (nor in a
-    test function that Keras keeps). `None` attaches nothing.
+    The context yields a callback for `fit` that takes the metrics out while
+    `fit` validates, so that they are not in the validation logs (nor in a
+    test function that Keras keeps). `None` entries are ignored.
     """
-    callback = _TrainingOnly(model, metric)
+    callback = _TrainingOnly(model, [m for m in metrics if m is not None])
     callback.on_test_end()
     try:
         yield callback
@@ -91,15 +91,17 @@ def training_metric(model, metric):
 
 
 class _TrainingOnly(keras.callbacks.Callback):
-    def __init__(self, model, metric):
+    def __init__(self, model, metrics):
         super().__init__()
         self._owner = model
-        self._metric = metric
+        self._extra = metrics
 
     def on_test_begin(self, logs=None):
-        if self._metric is not None and self._metric in self._owner._metrics:
-            self._owner._metrics.remove(self._metric)
+        for metric in self._extra:
+            if metric in self._owner._metrics:
+                self._owner._metrics.remove(metric)
 
     def on_test_end(self, logs=None):
-        if self._metric is not None and self._metric not in self._owner._metrics:
-            self._owner._metrics.append(self._metric)
+        for metric in self._extra:
+            if metric not in self._owner._metrics:
+                self._owner._metrics.append(metric)

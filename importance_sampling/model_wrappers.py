@@ -15,7 +15,7 @@ from keras import ops
 
 from importance_sampling import backend, signals
 from importance_sampling.gnorm import PreActivationGradientNorm
-from importance_sampling.step import SCORES, USABLE, WeightedStep
+from importance_sampling.step import SCORES, USABLE, WeightedStep, model_scope
 from importance_sampling.utils.losses import ModelLoss
 
 SCORES_KINDS = ("loss", "gnorm", "full_gnorm", "acc")
@@ -103,16 +103,6 @@ def installed_train_step(model, train_step, train_function=None):
         else:
             del model.train_step
         model.train_function = saved_function
-
-
-def model_scope(model):
-    """The context in which `fit` makes the model's variables.
-
-    Under `tf.distribute` it is the model's strategy scope, in which the
-    optimizer's and the metrics' variables are made.
-    """
-    strategy = getattr(model, "distribute_strategy", None)
-    return contextlib.nullcontext() if strategy is None else strategy.scope()
 
 
 def pack_batch(batch_weights, metric_weights, sample_weight):
@@ -225,6 +215,10 @@ class OracleWrapper:
         else:
             scores = self._loss_fn(y, y_pred)
         return y_pred, ops.cast(scores, "float32")
+
+    def sample_losses(self, y, y_pred):
+        """The compiled loss of each sample of a batch, from its predictions."""
+        return ops.cast(self._loss_fn(y, y_pred), "float32")
 
     def train_outputs(self, x, y):
         """`outputs()` in training mode, inside the weighted step."""

@@ -17,6 +17,7 @@ its own. Under `keras.distribution` (JAX) the step sees the whole presample
 and draws once.
 """
 
+import contextlib
 from typing import Any, NamedTuple
 
 import keras
@@ -195,6 +196,16 @@ class StepSeed(keras.random.SeedGenerator):
         return ops.cast(ops.stack([base, counter]), self.state.dtype)
 
 
+def model_scope(model):
+    """The context in which `fit` makes the model's variables.
+
+    Under `tf.distribute` it is the model's strategy scope, in which the
+    optimizer's and the metrics' variables are made.
+    """
+    strategy = getattr(model, "distribute_strategy", None)
+    return contextlib.nullcontext() if strategy is None else strategy.scope()
+
+
 class WeightedStep:
     """The weighted optimizer step of importance training.
 
@@ -202,7 +213,10 @@ class WeightedStep:
     losses and any override) with the sample weights `w ** k` times the
     user's weights; the compiled metrics are weighted by `1 / (B p_i)`, so
     that they estimate the metrics over the training set (the
-    `weighted_metrics` also by the user's weights, as in `fit`).
+    `weighted_metrics` also by the user's weights, as in `fit`), and so is
+    the compiled loss of each item in `unbiased_loss`, a metric whose epoch
+    mean estimates the training loss without bias (without the
+    regularisation losses), when `fit` makes it one of the model's metrics.
 
     The backend's `train_step` calls `loss()` under its automatic
     differentiation, applies the gradients, then calls `logs()`. `traces`
@@ -222,6 +236,8 @@ class WeightedStep:
     def __init__(self, scorer, return_scores=False, switch=None):
         self.scorer = scorer
         self.switch = switch
+        with model_scope(scorer.model):
+            self.unbiased_loss = keras.metrics.Mean(name="unbiased_loss")
         self.model = scorer.model
         self.return_scores = return_scores
         self.traces = 0
@@ -259,6 +275,11 @@ class WeightedStep:
         )
         keras_internals.update_compiled_metrics(
             self.model, drawn.y, y_pred, drawn.metric_weights, drawn.sample_weight
+        )
+        self.unbiased_loss.update_state(
+            self.scorer.sample_losses(drawn.y, y_pred)
+            * ops.cast(drawn.metric_weights, "float32")
+            * ops.cast(drawn.sample_weight, "float32")
         )
         if self.switch is not None:
             self.switch.update_state(ops.where(

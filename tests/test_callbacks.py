@@ -113,7 +113,7 @@ def test_csv_logger_writes_one_row_per_epoch(tmp_path):
     with open(path) as f:
         rows = list(csv.DictReader(f))
     assert [int(row["epoch"]) for row in rows] == [0, 1, 2]
-    assert set(rows[0]) == {"epoch", "loss", "accuracy", "val_loss", "val_accuracy"}
+    assert set(rows[0]) == {"epoch", "loss", "unbiased_loss", "accuracy", "val_loss", "val_accuracy"}
     np.testing.assert_allclose([float(r["val_loss"]) for r in rows],
                                history.history["val_loss"], rtol=1e-5)
 

@@ -128,7 +128,7 @@ def test_fit_trains_on_full_batches_of_high_loss_samples():
     assert int(model.optimizer.iterations) == 3 * 16 and set(sizes) == {16}
     assert training.backward_samples == 3 * 256
     assert training.forward_samples > 1.5 * training.backward_samples
-    assert set(history.history) == {"loss", "accuracy"}
+    assert set(history.history) == {"loss", "unbiased_loss", "accuracy"}
     assert model.evaluate(x, y, verbose=0)[0] < 0.7 * start
     # a second `fit` goes on from the sampler's history and counts
     training.fit(x, y, batch_size=16, epochs=1, verbose=0)

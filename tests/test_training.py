@@ -24,7 +24,7 @@ def test_fit_trains_the_users_model_in_place_and_returns_a_history(training):
         X, Y, batch_size=16, epochs=2, verbose=0, validation_data=(X_VAL, Y_VAL)
     )
     assert isinstance(history, keras.callbacks.History)
-    assert set(history.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert set(history.history) == {"loss", "unbiased_loss", "accuracy", "val_loss", "val_accuracy"}
     assert all(len(values) == 2 for values in history.history.values())
     assert history.params["steps"] == 256 // 16
     assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
@@ -245,7 +245,7 @@ def test_signals_announce_the_steps_with_their_payloads():
     assert sample["w"].shape == (32, 1) and sample["predicted_scores"].shape == (32,)
     assert events["score"][0]["scores"].shape == (64,)
     assert events["training"][0]["scores"].shape == (32,)
-    assert set(events["training"][0]["metrics"]) == {"loss", "accuracy"}
+    assert set(events["training"][0]["metrics"]) == {"loss", "unbiased_loss", "accuracy"}
     assert len(events["evaluation"]) == 1 and "loss" in events["evaluation"][0]["logs"]
     assert len(events["evaluate_batch"]) == 2  # 64 validation samples in batches of 32
 

@@ -79,10 +79,10 @@ def test_the_history_and_every_hook_see_the_users_model():
     assert recorder.names() == ["train_begin"] + epoch * 2 + ["train_end"]
     assert recorder.models == {id(model)}
     batch_logs = [logs for name, logs in recorder.calls if name == "batch_end"]
-    assert all(set(logs) == {"loss", "accuracy"} for logs in batch_logs)
+    assert all(set(logs) == {"loss", "unbiased_loss", "accuracy"} for logs in batch_logs)
     assert isinstance(history, keras.callbacks.History) and history.model is model
     assert history.epoch == [0, 1] and history.params["epochs"] == 2
-    assert set(history.history) == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert set(history.history) == {"loss", "unbiased_loss", "accuracy", "val_loss", "val_accuracy"}
     epoch_logs = [logs for name, logs in recorder.calls if name == "epoch_end"]
     for name, values in history.history.items():
         assert values == [logs[name] for logs in epoch_logs]

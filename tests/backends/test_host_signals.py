@@ -57,7 +57,7 @@ def test_receivers_get_the_documented_payloads_of_every_step(source, events):
         # drawn items alike
         np.testing.assert_allclose(sample["predicted_scores"], training["scores"],
                                    rtol=1e-4, atol=1e-6)
-        assert set(training["metrics"]) == {"loss", "accuracy"}
+        assert set(training["metrics"]) == {"loss", "unbiased_loss", "accuracy"}
         assert training["loss"] == training["metrics"]["loss"]
     assert len(events["evaluation"]) == 1 and "loss" in events["evaluation"][0]["logs"]
     assert len(events["evaluate_batch"]) == 3  # 48 validation samples in batches of 16
