@@ -13,7 +13,8 @@ each page against the files it was written from.
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+if str(Path(__file__).resolve().parent.parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks import examples_page, run, time_to_accuracy  # noqa: E402
 
