@@ -545,7 +545,11 @@ class BaseImportanceTraining:
                 draw = self._make_draw(plan, None if source is None else source.rows, metric)
             step = self._make_step(plan, metric)
             train_step = backend_module.make_train_step(model, step, draw)
-            with installed_train_step(model, train_step):
+            # Keras (JAX under a distribution) lays out the metrics' state
+            # when it makes the train function: the step's metrics take part.
+            with installed_train_step(model, train_step), keras_internals.training_metrics(
+                model, [metric, getattr(step, "unbiased_loss", None)]
+            ):
                 model.make_train_function(force=True)
                 self._built_steps[key] = _BuiltStep(
                     step, train_step, model.train_function, source, metric
