@@ -24,7 +24,7 @@ from collections import deque
 import numpy as np
 
 from importance_sampling import signals
-from importance_sampling.samplers.base import BaseSampler, SampledBatch
+from importance_sampling.samplers.base import BaseSampler, SampledBatch, check_random_access
 from importance_sampling.selection import SelectionTraining
 
 
@@ -104,12 +104,7 @@ class SelectiveBackpropSampler(BaseSampler):
 
     def __init__(self, dataset, reweighting, model, beta=1.0, history=1024, staleness=0,
                  forward_batch_size=None, seed=None):
-        if not dataset.random_access:
-            raise ValueError(
-                "SelectiveBackpropSampler forwards the training set in passes "
-                "and needs random access to the data. Received: a streamed "
-                f"{type(dataset).__name__}"
-            )
+        check_random_access(self, dataset, "forwards the training set in passes")
         super().__init__(dataset, reweighting, seed)
         self.model = model
         self.beta = float(beta)

@@ -68,6 +68,21 @@ def sampling_scores(scores):
     return None
 
 
+def check_random_access(sampler, dataset, reason):
+    """Raise a `ValueError` unless `dataset` gives random access to its samples.
+
+    Args:
+        sampler: The sampler that needs it, named in the message.
+        dataset: A `BaseDataset`.
+        reason: Why, e.g. `"keeps a score per training sample"`.
+    """
+    if not dataset.random_access:
+        raise ValueError(
+            f"{type(sampler).__name__} {reason} and needs random access to the "
+            f"training data. Received: a streamed {type(dataset).__name__}"
+        )
+
+
 def warn_uniform_fallback(stacklevel=2):
     """Warn that a step's batch is drawn uniformly, its scores being unusable."""
     warnings.warn(

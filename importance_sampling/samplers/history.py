@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from importance_sampling.samplers.base import BaseSampler, Candidates
+from importance_sampling.samplers.base import BaseSampler, Candidates, check_random_access
 
 
 class _ScoreTableSampler(BaseSampler):
@@ -15,12 +15,7 @@ class _ScoreTableSampler(BaseSampler):
     _recompute_period = 0
 
     def __init__(self, dataset, reweighting, model, forward_batch_size=128, seed=None):
-        if not dataset.random_access:
-            raise ValueError(
-                f"{type(self).__name__} keeps a score per training sample and "
-                "needs random access to the data. Received: a streamed "
-                f"{type(dataset).__name__}"
-            )
+        check_random_access(self, dataset, "keeps a score per training sample")
         super().__init__(dataset, reweighting, seed)
         self.model = model
         self.forward_batch_size = forward_batch_size

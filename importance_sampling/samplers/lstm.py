@@ -4,7 +4,7 @@ import keras
 import numpy as np
 
 from importance_sampling.keras_internals import model_supports_jit
-from importance_sampling.samplers.base import BaseSampler, Candidates
+from importance_sampling.samplers.base import BaseSampler, Candidates, check_random_access
 from importance_sampling.samplers.labels import class_labels
 
 # With `log=True`, losses below this (zero) are read as this.
@@ -55,12 +55,7 @@ class LSTMSampler(BaseSampler):
 
     def __init__(self, dataset, reweighting, presample=2048, history=10,
                  log=False, warmup=100, seed=None):
-        if not dataset.random_access:
-            raise ValueError(
-                "LSTMSampler needs random access to the training data and the "
-                "class of every sample. Received: a streamed "
-                f"{type(dataset).__name__}"
-            )
+        check_random_access(self, dataset, "keeps a history and the class of every sample")
         super().__init__(dataset, reweighting, seed)
         self.labels, self.num_classes = class_labels(dataset.train_data[:][1])
         self.presample = presample

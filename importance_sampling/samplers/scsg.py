@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from importance_sampling.samplers.base import BaseSampler, Candidates
+from importance_sampling.samplers.base import BaseSampler, Candidates, check_random_access
 
 
 class SCSGSampler(BaseSampler):
@@ -46,11 +46,7 @@ class SCSGSampler(BaseSampler):
 
     def __init__(self, dataset, reweighting, model, B=1024, B_over_b=32, B_rate=1.0,
                  sample_weight=None, seed=None):
-        if not dataset.random_access:
-            raise ValueError(
-                "SCSGSampler needs random access to the training data. Received: "
-                f"a streamed {type(dataset).__name__}"
-            )
+        check_random_access(self, dataset, "draws the mean gradients' samples at random")
         check_svrg_arguments(B, B_rate, B_over_b)
         super().__init__(dataset, reweighting, seed)
         self.model = model
