@@ -167,3 +167,14 @@ def assert_single_device_step(run, drawn, learning_rate):
     assert loss == pytest.approx(expected_loss, rel=1e-5)
     # The step moved the weights: the comparison is not between initial weights.
     assert max(np.abs(a - i).max() for a, i in zip(run["after"], run["initial"])) > 1e-3
+
+
+class FirstColumnScorer:
+    """A model stand-in for the samplers: the score of a sample is its first feature."""
+
+    def __init__(self):
+        self.calls = []
+
+    def score(self, x, y, batch_size=128):
+        self.calls.append((len(x), batch_size))
+        return x[:, 0].astype("float32")

@@ -4,7 +4,7 @@ hand, and their `fit`, whose steps change size without retracing at every step."
 import keras
 import numpy as np
 import pytest
-from conftest import make_classifier, one_hot
+from conftest import FirstColumnScorer, make_classifier, one_hot
 
 from importance_sampling import signals
 from importance_sampling.constant import (
@@ -21,15 +21,6 @@ from importance_sampling.samplers.constant import (
 )
 
 # The samplers, with a scorer whose score of a sample is its first feature
-
-
-class FirstColumnScorer:
-    def __init__(self):
-        self.calls = []
-
-    def score(self, x, y, batch_size=128):
-        self.calls.append((len(x), batch_size))
-        return x[:, 0].astype("float32")
 
 
 def scored_dataset(n=200):

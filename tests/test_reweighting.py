@@ -108,15 +108,19 @@ def test_biased_weights_follow_the_formula(k):
     np.testing.assert_allclose(w, expected, rtol=1e-5)
 
 
+# Score vectors that break weights computed naively.
+EXTREME_SCORES = {
+    "zeros": np.zeros(8),
+    "span": np.logspace(-30, 30, 8),
+    "zero-chosen": np.array([0.0, 1.0, 2.0, 3.0, 0.0, 5.0, 6.0, 7.0]),
+    "one-huge": np.array([1e30] + [1e-30] * 7),
+}
+
+
 @pytest.mark.parametrize("k", [-50.0, -1.0, 0.0, 0.5, 1.0])
-@pytest.mark.parametrize("case", ["zeros", "span", "zero-chosen", "one-huge"])
+@pytest.mark.parametrize("case", sorted(EXTREME_SCORES))
 def test_biased_weights_stay_finite_and_non_negative(k, case):
-    scores = {
-        "zeros": np.zeros(8),
-        "span": np.logspace(-30, 30, 8),
-        "zero-chosen": np.array([0.0, 1.0, 2.0, 3.0, 0.0, 5.0, 6.0, 7.0]),
-        "one-huge": np.array([1e30] + [1e-30] * 7),
-    }[case]
+    scores = EXTREME_SCORES[case]
     w = BiasedReweightingPolicy(k).sample_weights(np.array([0, 1, 4, 7]), scores)
     assert w.dtype == np.float32 and np.all(np.isfinite(w)) and np.all(w >= 0)
     if case == "zeros":
@@ -125,14 +129,9 @@ def test_biased_weights_stay_finite_and_non_negative(k, case):
 
 @pytest.mark.parametrize("policy", [AdjustedBiasedReweightingPolicy, CorrectingReweightingPolicy])
 @pytest.mark.parametrize("k", [-50.0, 0.5, 1.0])
-@pytest.mark.parametrize("case", ["zeros", "span", "zero-chosen", "one-huge"])
+@pytest.mark.parametrize("case", sorted(EXTREME_SCORES))
 def test_step_weights_of_the_policies_stay_finite_and_non_negative(policy, k, case):
-    scores = {
-        "zeros": np.zeros(8),
-        "span": np.logspace(-30, 30, 8),
-        "zero-chosen": np.array([0.0, 1.0, 2.0, 3.0, 0.0, 5.0, 6.0, 7.0]),
-        "one-huge": np.array([1e30] + [1e-30] * 7),
-    }[case]
+    scores = EXTREME_SCORES[case]
     positions = np.array([0, 1, 4, 7])
     reweighting = policy(k)
     weights = reweighting.sample_weights(positions, scores)

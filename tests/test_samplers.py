@@ -2,6 +2,7 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import FirstColumnScorer
 from scipy_free_stats import chi_square_upper_quantile
 
 from importance_sampling.datasets import BaseDataset, InMemoryDataset
@@ -36,17 +37,6 @@ class WholeDataset(BaseDataset):
     def _draw(self, split, count, rng):
         idxs = np.arange(count) % len(self.x)
         return (idxs, *self._get(split, idxs))
-
-
-class FirstColumnScorer:
-    """A model stand-in whose score of a sample is its first feature."""
-
-    def __init__(self):
-        self.calls = []
-
-    def score(self, x, y, batch_size=128):
-        self.calls.append((len(x), batch_size))
-        return x[:, 0].astype("float32")
 
 
 class FixedCandidates(BaseSampler):
