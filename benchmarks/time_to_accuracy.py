@@ -609,20 +609,30 @@ def dataset_table(summary, dataset):
     return "\n".join(lines)
 
 
-def ratio_table(summary):
-    """Median time ratio of every method (rows) on every dataset (columns)."""
+def _method_table(summary, cell):
+    """A table of every method (rows) on every dataset (columns).
+
+    `cell(entry, method)` is the text of a method on a dataset's summary
+    `entry`, `""` where it was not measured.
+    """
     datasets = list(summary)
     methods = [m for m in METHODS if any(m in summary[d]["methods"] for d in datasets)]
     lines = ["| method | " + " | ".join(datasets) + " |",
              "|---|" + "---:|" * len(datasets)]
     for method in methods:
-        cells = []
-        for dataset in datasets:
-            stats = summary[dataset]["methods"].get(method)
-            cells.append("" if stats is None else
-                         f"{stats['ratio']:.2f} ({stats['reached']}/{len(stats['seeds'])})")
+        cells = [cell(summary[dataset], method) for dataset in datasets]
         lines.append(f"| {METHODS[method].label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def ratio_table(summary):
+    """Median time ratio of every method (rows) on every dataset (columns)."""
+    def cell(entry, method):
+        stats = entry["methods"].get(method)
+        return ("" if stats is None else
+                f"{stats['ratio']:.2f} ({stats['reached']}/{len(stats['seeds'])})")
+
+    return _method_table(summary, cell)
 
 
 def seed_readme_table(record):
@@ -800,15 +810,11 @@ def _cost(entry, method):
 
 def cost_table(summary):
     """The cost of a step of every method (rows) on every dataset (columns)."""
-    datasets = list(summary)
-    methods = [m for m in METHODS if any(m in summary[d]["methods"] for d in datasets)]
-    lines = ["| method | " + " | ".join(datasets) + " |",
-             "|---|" + "---:|" * len(datasets)]
-    for method in methods:
-        cells = [("" if _cost(summary[d], method) is None
-                  else f"{_cost(summary[d], method):.2f}") for d in datasets]
-        lines.append(f"| {METHODS[method].label} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    def cell(entry, method):
+        cost = _cost(entry, method)
+        return "" if cost is None else f"{cost:.2f}"
+
+    return _method_table(summary, cell)
 
 
 def _faster(ratio):
