@@ -276,8 +276,11 @@ class WeightedStep:
         keras_internals.update_compiled_metrics(
             self.model, drawn.y, y_pred, drawn.metric_weights, drawn.sample_weight
         )
+        # Loss scores are the items' losses already.
+        losses = (scores if self.scorer.score_kind == "loss"
+                  else self.scorer.sample_losses(drawn.y, y_pred))
         self.unbiased_loss.update_state(
-            self.scorer.sample_losses(drawn.y, y_pred)
+            losses
             * ops.cast(drawn.metric_weights, "float32")
             * ops.cast(drawn.sample_weight, "float32")
         )

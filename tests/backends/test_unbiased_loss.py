@@ -2,6 +2,7 @@
 
 import keras
 import numpy as np
+import pytest
 from conftest import blobs, one_hot
 
 from importance_sampling.training import ImportanceTraining
@@ -18,14 +19,15 @@ def frozen_classifier():
     return model
 
 
-def test_unbiased_loss_estimates_the_training_loss_where_the_biased_loss_need_not():
+@pytest.mark.parametrize("score", ["loss", "gnorm"])
+def test_unbiased_loss_estimates_the_training_loss_where_the_biased_loss_need_not(score):
     x, labels = blobs(256, num_classes=3, seed=6)
     y = one_hot(labels, 3)
     model = frozen_classifier()
     full = model.evaluate(x, y, verbose=0, return_dict=True)["loss"]
-    # Biased weights (k=0.5) on gradient-norm scores: `loss` is the weighted
-    # loss that is minimised, `unbiased_loss` the estimate of the plain one.
-    history = ImportanceTraining(model, k=0.5, score="gnorm", presample=64).fit(
+    # Biased weights (k=0.5): `loss` is the weighted loss that is minimised,
+    # `unbiased_loss` the estimate of the plain one.
+    history = ImportanceTraining(model, k=0.5, score=score, presample=64).fit(
         x, y, batch_size=16, epochs=12, verbose=0, validation_data=(x[:32], y[:32]),
     )
     estimates = np.array(history.history["unbiased_loss"])
