@@ -48,6 +48,7 @@ from importance_sampling.samplers import (
     VarianceReductionCondition,
     WarmupCondition,
 )
+from importance_sampling.infobatch import InfoBatchSampler
 from importance_sampling.ordered_sgd import OrderedSGDWrapper
 from importance_sampling.rho_loss import reducible_loss_sampler
 from importance_sampling.selective_backprop import SelectiveBackpropSampler
@@ -60,6 +61,8 @@ HYPERPARAMETERS = {
     "sb_staleness": (int, 0, "passes a selective-backprop loss is reused without a forward pass"),
     "rho_holdout": (float, 0.5, "share of the training set that trains the rho-loss irreducible model"),
     "rho_epochs": (int, 1, "epochs of training of the rho-loss irreducible model"),
+    "ib_prune_ratio": (float, 0.5, "share of the well-learned samples an infobatch pass drops"),
+    "ib_delta": (float, 0.875, "share of the steps during which the infobatch passes prune"),
     "osgd_q": (float, 0.5, "share of each batch whose largest losses an ordered-sgd step averages"),
     "batch_size": (int, 128, "samples per optimizer step"),
     "lr": (float, 1e-3, "initial learning rate"),
@@ -247,9 +250,13 @@ BASE_SAMPLERS = {
         d, w, holdout=hp["rho_holdout"], epochs=hp["rho_epochs"], batch_size=hp["batch_size"],
         presample=hp["presample"], forward_batch_size=hp["forward_batch_size"], seed=hp["seed"],
     ),
+    "infobatch": lambda d, r, w, hp: InfoBatchSampler(
+        d, r, steps=hp["train_for"], prune_ratio=hp["ib_prune_ratio"], delta=hp["ib_delta"],
+        seed=hp["seed"],
+    ),
 }
 # These select rather than draw by scores: no smoothing prefixes.
-SELECTIONS = ("selective-backprop", "rho-loss")
+SELECTIONS = ("selective-backprop", "rho-loss", "infobatch")
 
 # prefix: the condition of a ConditionalStartSampler (uniform steps until it holds)
 CONDITIONS = {
@@ -338,7 +345,8 @@ def build(args):
         ValueError: for an unknown name.
         FileNotFoundError: for a dataset that is not available.
     """
-    hp = args.hyperparams
+    # The samplers that plan the whole run (infobatch) read its length.
+    hp = {**args.hyperparams, "train_for": args.train_for}
     optimizer = _lookup(OPTIMIZERS, hp["opt"], "opt")(hp)
     dataset = _lookup(DATASETS, args.dataset, "dataset")(hp)
     model = models.get(args.model)(dataset.shape, dataset.output_size, optimizer=optimizer)

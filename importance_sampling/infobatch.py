@@ -12,7 +12,10 @@ history.history["steps"]   # fewer steps in the pruned epochs
 
 import numpy as np
 
+from importance_sampling import signals
 from importance_sampling.epochs import EpochPassTraining
+from importance_sampling.fitting import check_positive_int
+from importance_sampling.samplers.base import BaseSampler, SampledBatch, check_random_access
 
 
 def _check_ratio(name, value, low_open=False):
@@ -66,6 +69,106 @@ def infobatch_prune(scores, seen, prune_ratio, rng):
         weights[kept] = 1 / (1 - prune_ratio)
     indices = np.flatnonzero(keep)
     return indices, weights[indices]
+
+
+class InfoBatchSampler(BaseSampler):
+    """The batches of InfoBatch for a loop of `steps` optimizer steps.
+
+    The sampler walks through the training set in passes. Each pass is a
+    new random order of the samples that `infobatch_prune` keeps, with their
+    weights, except that the passes starting after `delta * steps` steps are
+    the full data, unweighted (annealing); a batch that reaches the end of
+    a pass continues with the next, so that every batch has `batch_size`
+    samples. `update()` records the losses of the trained samples, which
+    the next passes prune by.
+
+    Args:
+        dataset: A `BaseDataset` with random access.
+        reweighting: A `ReweightingPolicy`; its weights (1 for the policies
+            of the library) are multiplied by InfoBatch's.
+        steps: The number of steps of the run.
+        prune_ratio: The share of the well-learned samples dropped from each
+            pass, in `[0, 1)`. Defaults to `0.5`.
+        delta: The share of the steps during which the passes prune, in
+            `(0, 1]`. Defaults to `0.875`.
+        seed: Seed of the sampler's random generator.
+
+    Attributes:
+        passes: The number of passes begun so far.
+        pruned: The number of samples dropped from each pass begun so far.
+    """
+
+    def __init__(self, dataset, reweighting, steps, prune_ratio=0.5, delta=0.875, seed=None):
+        check_random_access(self, dataset, "keeps the last loss of every training sample")
+        check_positive_int("steps", steps)
+        super().__init__(dataset, reweighting, seed)
+        self.steps = int(steps)
+        self.prune_ratio = _check_ratio("prune_ratio", prune_ratio)
+        self.delta = _check_ratio("delta", delta, low_open=True)
+        self.reset()
+
+    def reset(self):
+        count = len(self.dataset.train_data)
+        self.scores = np.zeros(count, dtype="float32")
+        self.seen = np.zeros(count, dtype=bool)
+        self.order = np.zeros(0, dtype="int64")
+        self.order_weights = np.zeros(0, dtype="float32")
+        self.position = 0
+        self.taken = 0
+        self.passes = 0
+        self.pruned = []
+
+    def _begin_pass(self):
+        count = len(self.scores)
+        if self.taken < self.delta * self.steps:
+            kept, weights = infobatch_prune(self.scores, self.seen, self.prune_ratio, self.rng)
+        else:
+            kept, weights = np.arange(count), np.ones(count, dtype="float32")
+        shuffle = self.rng.permutation(len(kept))
+        self.order, self.order_weights = kept[shuffle], weights[shuffle]
+        self.position = 0
+        self.passes += 1
+        self.pruned.append(count - len(kept))
+
+    def sample(self, batch_size):
+        idxs, infobatch_weights = [], []
+        while len(idxs) < batch_size:
+            if self.position >= len(self.order):
+                self._begin_pass()
+            end = min(self.position + batch_size - len(idxs), len(self.order))
+            idxs.extend(self.order[self.position:end])
+            infobatch_weights.extend(self.order_weights[self.position:end])
+            self.position = end
+        idxs = np.asarray(idxs, dtype="int64")
+        infobatch_weights = np.asarray(infobatch_weights, dtype="float32")
+        x, y = self.dataset.train_data[idxs]
+        weights = self.reweighting.sample_weights(np.arange(batch_size), np.ones(batch_size))
+        weights = weights * infobatch_weights[:, None]
+        self.taken += 1
+        scores = self.scores[idxs]
+        signals.sample.send({"idxs": idxs, "xy": (x, y), "w": weights,
+                             "predicted_scores": scores})
+        return SampledBatch(idxs, x, y, weights, infobatch_weights, scores)
+
+    def update(self, idxs, scores):
+        self.scores[idxs] = scores
+        self.seen[idxs] = True
+
+    def get_state(self):
+        return {
+            "scores": self.scores.copy(), "seen": self.seen.copy(),
+            "order": self.order.copy(), "order_weights": self.order_weights.copy(),
+            "position": self.position, "taken": self.taken, "passes": self.passes,
+        }
+
+    def set_state(self, state):
+        self.scores = state["scores"].copy()
+        self.seen = state["seen"].copy()
+        self.order = state["order"].copy()
+        self.order_weights = state["order_weights"].copy()
+        self.position = state["position"]
+        self.taken = state["taken"]
+        self.passes = state["passes"]
 
 
 class InfoBatchTraining(EpochPassTraining):

@@ -85,7 +85,7 @@ def test_every_kind_of_part_trains(tmp_path, names):
 
 @pytest.mark.parametrize("name", sorted(experiment.SAMPLERS))
 def test_every_sampler_name_builds(name):
-    hp = experiment.parse_hyperparams("smooth=f0.25;presample=i64")
+    hp = {**experiment.parse_hyperparams("smooth=f0.25;presample=i64"), "train_for": 10}
     dataset = CanevetICML2016(N=8)
     wrapper = None
     if name == "rho-loss":  # it trains its irreducible-loss model as it is built

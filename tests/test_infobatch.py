@@ -11,7 +11,9 @@ import pytest
 from conftest import blobs, make_classifier
 
 from importance_sampling import signals
-from importance_sampling.infobatch import InfoBatchTraining, infobatch_prune
+from importance_sampling.datasets import InMemoryDataset
+from importance_sampling.infobatch import InfoBatchSampler, InfoBatchTraining, infobatch_prune
+from importance_sampling.reweighting import NoReweightingPolicy
 
 X, LABELS = blobs(256, num_classes=3)
 
@@ -153,3 +155,51 @@ def test_streams_and_bad_ratios_are_refused():
         InfoBatchTraining(classifier(), prune_ratio=1.0)
     with pytest.raises(ValueError, match="delta"):
         InfoBatchTraining(classifier(), delta=0.0)
+
+
+class LossTable:
+    """Fixed per-sample losses, as the train steps would report them."""
+
+    def __init__(self, losses):
+        self.losses = losses
+
+    def train(self, sampler, steps, batch_size):
+        batches = []
+        for _ in range(steps):
+            batch = sampler.sample(batch_size)
+            sampler.update(batch.idxs, self.losses[batch.idxs])
+            batches.append(batch)
+        return batches
+
+
+def test_the_sampler_prunes_passes_below_the_mean_then_anneals():
+    losses = np.random.default_rng(2).exponential(size=40).astype("float32")
+    dataset = InMemoryDataset(np.zeros((40, 2)), np.zeros((40, 1)), np.zeros((4, 2)),
+                              np.zeros((4, 1)))
+    sampler = InfoBatchSampler(dataset, NoReweightingPolicy(), steps=40, seed=0)
+    batches = LossTable(losses).train(sampler, 40, batch_size=8)
+    assert all(len(batch.idxs) == 8 for batch in batches)
+    # The first pass is the full data (no loss recorded yet), each once.
+    assert sorted(np.concatenate([b.idxs for b in batches[:5]])) == list(range(40))
+    mean = losses.mean()
+    below = np.flatnonzero(losses < mean)
+    # Every pruning pass keeps every sample above the mean, and half of those below.
+    assert sampler.pruned[0] == 0 and len(sampler.pruned) > 3
+    assert all(p in (len(below) // 2, -(-len(below) // 2)) for p in sampler.pruned[1:-1])
+    # Steps 6 to 20 are in passes begun before step 35, which prune: the
+    # kept below-mean samples weigh 1 / (1 - r).
+    weights = np.concatenate([b.weights[:, 0] for b in batches[5:20]])
+    chosen = np.concatenate([b.idxs for b in batches[5:20]])
+    np.testing.assert_allclose(weights, np.where(np.isin(chosen, below), 2.0, 1.0))
+    # Passes begun after delta * steps = 35 steps anneal: the full data, weights 1.
+    assert sampler.pruned[-1] == 0
+    np.testing.assert_array_equal(batches[-1].weights, 1.0)
+
+
+def test_the_experiment_command_trains_with_infobatch(tmp_path):
+    from test_experiment import TINY, lines, run_main
+
+    run_main(tmp_path, "--train_for", "6", "--validate_every", "3",
+             "--hyperparams", TINY + ";ib_delta=f0.5",
+             names=("small_nn", "oracle-loss", "infobatch", "unweighted"))
+    assert len(lines(tmp_path / "train.txt")) == 7
