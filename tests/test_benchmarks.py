@@ -75,6 +75,20 @@ def test_quick_time_to_accuracy_runs_are_written_once(tmp_path):
     assert [p.stat().st_mtime_ns for p in paths] == before
 
 
+def test_the_rho_loss_run_charges_its_irreducible_model_and_takes_the_step_budget(tmp_path):
+    time_to_accuracy.measure(["canevet"], ["rho_loss"], [0], tmp_path, quick=True,
+                             log=lambda message: None)
+    record = json.loads((tmp_path / "canevet__rho_loss__seed0.json").read_text())
+    setup = record["setup_seconds"]
+    assert setup > 0
+    (first_step, first_seconds, first_accuracy), rest = record["points"][0], record["points"][1:]
+    assert (first_step, first_seconds) == (0, 0)
+    # From the untrained model's accuracy to the end, every point comes after the setup.
+    assert rest[0][0] == 0 and rest[0][2] == first_accuracy
+    assert all(seconds >= setup for _, seconds, _ in rest)
+    assert record["steps"] == time_to_accuracy.QUICK["canevet"].steps
+
+
 def test_a_method_whose_class_does_not_exist_is_skipped(tmp_path, monkeypatch):
     from importance_sampling import training
 
