@@ -830,6 +830,12 @@ def when_it_pays(results, per_step=None, seed_readme=None):
     lines += _aim(summary) + [""]
     lines += ["## Which method, for which situation", ""]
     lines += _situations(summary, per_step, results) + [""]
+    lines += ["## Each method", "",
+              "Where each method was faster than uniform `model.fit` (time ratio at "
+              "least 1.1), where it was not (0.00: most seeds did not reach the target "
+              "within the step budget), what a step costs in uniform steps, and what "
+              "data it takes:", ""]
+    lines += _method_lines(summary) + [""]
     lines += ["## The measured ratios", "",
               "Time ratio: median over the seeds of uniform's seconds to its final "
               "test accuracy divided by the method's (seeds that reached it / seeds; "
@@ -1117,6 +1123,39 @@ def _seed_readme_claim(record):
         text += "Importance sampling does not beat uniform here."
     text += f" One of its steps costs {cost:.2f} uniform steps."
     return [text]
+
+
+# What each method takes besides the model: the data forms of its `fit`.
+ANY_DATA = "arrays and streams (`tf.data`, `PyDataset`, generators, `DataLoader`)"
+RANDOM_ACCESS = "arrays or a dataset of random access (streams are refused)"
+DATA_FORMS = {
+    "importance_loss": ANY_DATA, "importance_gnorm": ANY_DATA, "unbiased": ANY_DATA,
+    "ordered_sgd": ANY_DATA,
+    "rho_loss": RANDOM_ACCESS + ", and held-out data for its irreducible-loss model, "
+                "trained beforehand (charged to its time here)",
+}
+
+
+def _method_lines(summary):
+    lines = []
+    for method in METHODS:
+        entries = {d: e for d, e in summary.items() if method in e["methods"]}
+        if method == "uniform" or not entries:
+            continue
+        ratios = {d: e["methods"][method]["ratio"] for d, e in entries.items()}
+        faster = [f"{d} ({r:.2f})" for d, r in ratios.items() if r >= 1.1]
+        slower = [f"{d} ({r:.2f})" for d, r in ratios.items() if r < 1.1]
+        costs = [c for c in (_cost(e, method) for e in entries.values()) if c is not None]
+        if not faster:
+            parts = [f"faster on no dataset: {', '.join(slower)}"]
+        else:
+            parts = [f"faster on {', '.join(faster)}"]
+            parts += [f"not on {', '.join(slower)}"] if slower else []
+        if costs:
+            parts.append(f"a step costs {min(costs):.2f} to {max(costs):.2f}")
+        parts.append(f"takes {DATA_FORMS.get(method, RANDOM_ACCESS)}")
+        lines.append(f"- {METHODS[method].label}: " + "; ".join(parts) + ".")
+    return lines
 
 
 def _unmeasured(summary):
