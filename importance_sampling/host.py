@@ -102,7 +102,10 @@ class HostSide:
 
     Args:
         wrapper: The `OracleWrapper` of the model.
-        sampler: The `BaseSampler` that draws the batches.
+        sampler: The `BaseSampler` that draws the batches. Its `sample()`
+            may return `None` (Selective Backprop on a stream, until enough
+            candidates are kept): the call then updates nothing, and Keras
+            gets the logs of the last step that trained.
         batch_size: The number of items of a step.
         arrays: `(x, y, sample_weight)` of the training data, or `None`.
         dataset: The dataset that the sampler draws from; a
@@ -120,6 +123,7 @@ class HostSide:
         self.batch_size = batch_size
         self.sample_weight = None if arrays is None else arrays[2]
         self.stream = dataset if isinstance(dataset, StreamCandidates) else None
+        self.logs = {}
 
     def __call__(self, train_function, args, backend_module):
         *state, _ = args
@@ -130,6 +134,9 @@ class HostSide:
             batch = self.sampler.sample(self.batch_size)
         finally:
             self.wrapper.fit_state = None
+        if batch is None:
+            # The sampler took the candidates in and waits for more: no update.
+            return backend_module.unchanged_outputs(self.logs, args)
         self.importance_steps += batch.by_importance
         weights = np.ones(len(batch.idxs), "float32")
         if self.sample_weight is not None:
@@ -144,4 +151,5 @@ class HostSide:
         condition = getattr(self.sampler, "condition", None)
         if hasattr(condition, "variance_reduction"):
             logs["tau"] = condition.variance_reduction
+        self.logs = logs
         return backend_module.join_outputs(logs, rest)

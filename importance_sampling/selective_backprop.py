@@ -26,6 +26,7 @@ import numpy as np
 from importance_sampling import signals
 from importance_sampling.samplers.base import BaseSampler, SampledBatch, check_random_access
 from importance_sampling.selection import SelectionTraining
+from importance_sampling.utils import nested
 
 
 def _check_number(name, value, least, integer=False):
@@ -34,6 +35,16 @@ def _check_number(name, value, least, integer=False):
         kind = "an integer" if integer else "a number"
         raise ValueError(f"`{name}` must be {kind} of at least {least}. Received: "
                          f"{name}={value!r}")
+
+
+def _warn_few_kept(looked_at):
+    warnings.warn(
+        f"Selective Backprop kept fewer than a batch of samples in {looked_at} "
+        "(are the losses all equal?); the batch is completed with the last "
+        "samples forwarded.",
+        RuntimeWarning,
+        stacklevel=4,
+    )
 
 
 class LossPercentileSelector:
@@ -72,7 +83,7 @@ class LossPercentileSelector:
 
 
 class SelectiveBackpropSampler(BaseSampler):
-    """The batches of Selective Backprop, from data with random access.
+    """The batches of Selective Backprop.
 
     The sampler forwards the training set in passes over a new random
     permutation each, `forward_batch_size` samples at a time, keeps samples
@@ -81,6 +92,10 @@ class SelectiveBackpropSampler(BaseSampler):
     whose loss was computed at most `n` passes earlier is not forwarded
     again: its recorded loss is used. `is.score` receives the losses of
     each forward batch (fresh or recorded).
+
+    From a stream (a dataset without random access, `staleness=0` only),
+    each `sample()` forwards the candidates of the current step instead,
+    and returns `None` until `batch_size` kept samples wait.
 
     Args:
         dataset: A `BaseDataset` with random access.
@@ -104,7 +119,8 @@ class SelectiveBackpropSampler(BaseSampler):
 
     def __init__(self, dataset, reweighting, model, beta=1.0, history=1024, staleness=0,
                  forward_batch_size=None, seed=None):
-        check_random_access(self, dataset, "forwards the training set in passes")
+        if staleness:
+            check_random_access(self, dataset, "reuses the losses of each training sample")
         super().__init__(dataset, reweighting, seed)
         self.model = model
         self.beta = float(beta)
@@ -114,11 +130,13 @@ class SelectiveBackpropSampler(BaseSampler):
         self.reset()
 
     def reset(self):
-        count = len(self.dataset.train_data)
+        count = len(self.dataset.train_data) if self.dataset.random_access else 0
         self.selector = LossPercentileSelector(self.beta, self.history, self.rng)
         self.recorded = np.zeros(count)
         self.recorded_pass = np.full(count, -1, dtype="int64")
         self.waiting = deque()
+        # From a stream: the kept candidates with their data, and their count.
+        self.buffer, self.buffered, self.looked_at = [], 0, 0
         self.order = np.zeros(0, dtype="int64")
         self.position = 0
         self.passes = 0
@@ -153,6 +171,8 @@ class SelectiveBackpropSampler(BaseSampler):
         return self.recorded[idxs]
 
     def sample(self, batch_size):
+        if not self.dataset.random_access:
+            return self._sample_stream(batch_size)
         chunk = self.forward_batch_size or batch_size
         looked_at = 0
         while len(self.waiting) < batch_size:
@@ -165,20 +185,44 @@ class SelectiveBackpropSampler(BaseSampler):
             if short and looked_at > len(self.recorded) + batch_size:
                 # A whole pass kept too few samples (losses all equal, say):
                 # the last candidates complete the batch.
-                warnings.warn(
-                    "Selective Backprop kept fewer than a batch of samples in a "
-                    "whole pass over the training set (are the losses all "
-                    "equal?); the batch is completed with the last samples "
-                    "forwarded.",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
+                _warn_few_kept("a whole pass over the training set")
                 rest = np.setdiff1d(idxs, kept, assume_unique=True)
                 kept = np.concatenate([kept, rest[:batch_size - len(self.waiting) - len(kept)]])
             self.waiting.extend(kept.tolist())
         idxs = np.array([self.waiting.popleft() for _ in range(batch_size)], dtype="int64")
         x, y = self.dataset.train_data[idxs]
-        scores = self.recorded[idxs]
+        return self._batch(idxs, x, y, self.recorded[idxs])
+
+    def _sample_stream(self, batch_size):
+        """The next batch from the candidates of a stream, or `None` while too few wait.
+
+        The step's candidates (`StreamCandidates`) are forwarded and the
+        kept ones, with their data, join the buffer.
+        """
+        idxs, x, y = self.dataset.train_data.draw(batch_size, self.rng)
+        losses = self.model.score(x, y, batch_size=len(idxs))
+        self.forward_samples += len(idxs)
+        signals.score.send({"idxs": idxs, "scores": losses})
+        kept = self.selector.keep(losses)
+        self.looked_at += len(idxs)
+        if self.looked_at > self.history + batch_size and (
+                self.buffered + kept.sum() < batch_size):
+            # As many candidates as the history kept too few (equal losses, say).
+            _warn_few_kept(f"{self.looked_at} samples")
+            kept[np.flatnonzero(~kept)[:batch_size - self.buffered - kept.sum()]] = True
+        self.buffer.append(nested.take((idxs, x, y, losses), np.flatnonzero(kept)))
+        self.buffered += int(kept.sum())
+        if self.buffered < batch_size:
+            return None
+        buffered = nested.concatenate(self.buffer)
+        idxs, x, y, scores = nested.take(buffered, np.arange(batch_size))
+        rest = nested.take(buffered, np.arange(batch_size, self.buffered))
+        self.buffer, self.buffered = [rest], self.buffered - batch_size
+        self.looked_at = 0
+        return self._batch(idxs, x, y, scores)
+
+    def _batch(self, idxs, x, y, scores):
+        batch_size = len(idxs)
         weights = self.reweighting.sample_weights(np.arange(batch_size), np.ones(batch_size))
         self.backward_samples += batch_size
         signals.sample.send({"idxs": idxs, "xy": (x, y), "w": weights,
@@ -225,8 +269,13 @@ class SelectiveBackpropTraining(SelectionTraining):
     default): as many back-propagated samples as there are training
     samples, for which about `1 + beta` times as many are forwarded.
     `forward_samples` and `backward_samples` count them. The sampler runs
-    on the host, so it needs random access to the data (streams are
-    refused) and one device.
+    on the host, on one device.
+
+    From a stream (`staleness=0` only), an epoch is one pass over the
+    stream, forwarded in batches of `batch_size`: each is a step of the
+    progress bar, and the optimizer updates the model when a full batch of
+    kept samples waits (`optimizer.iterations` counts those updates); kept
+    samples left at the end of an epoch wait for the next.
 
     Args:
         model: A compiled `keras.Model`, trained in place.
@@ -257,12 +306,11 @@ class SelectiveBackpropTraining(SelectionTraining):
     ```
     """
 
-    stream_refusal = (
-        "SelectiveBackpropTraining cannot train from a stream: it forwards "
-        "the training set in passes, keeps losses per training sample "
-        "(`staleness`) and fills each step's batch from a buffer of kept "
-        "samples, however many candidates that takes. Use `fit` with arrays "
-        "or `fit_dataset` with a dataset of random access."
+    stale_stream_refusal = (
+        "SelectiveBackpropTraining with `staleness > 0` cannot train from a "
+        "stream: it reuses the loss of each training sample, by its index. "
+        "Use `fit` with arrays or `fit_dataset` with a dataset of random "
+        "access, or `staleness=0`. Received: staleness={staleness}"
     )
 
     def __init__(self, model, beta=1.0, history=1024, staleness=0, forward_batch_size=None):
@@ -276,6 +324,8 @@ class SelectiveBackpropTraining(SelectionTraining):
         self.history = int(history)
         self.staleness = int(staleness)
         self.forward_batch_size = forward_batch_size
+        if staleness:
+            self.stream_refusal = self.stale_stream_refusal.format(staleness=staleness)
         self.sampler = None
         self._earlier_forward = 0
         self._earlier_backward = 0
@@ -293,7 +343,7 @@ class SelectiveBackpropTraining(SelectionTraining):
         if previous is not None:
             self._earlier_forward += previous.forward_samples
             self._earlier_backward += previous.backward_samples
-            if len(previous.recorded) == len(sampler.recorded):
+            if dataset.random_access and len(previous.recorded) == len(sampler.recorded):
                 sampler.set_state(previous.get_state())
         self.sampler = sampler
         return sampler

@@ -18,6 +18,8 @@
 - `split_outputs(outputs)`: `(logs, rest)` of what the train function
   returned, and `join_outputs(logs, rest)` to put them back.
 - `next_batch(args)`: the batch that Keras passed to the train function.
+- `unchanged_outputs(logs, args)`: what the train function returns for a
+  call that updates nothing, with `logs`.
 - `shards(model)`: the number of parts (replicas or devices) that a batch
   is split over; `batch_size` and `presample` must be multiples of it.
 - `processes()`: the number of processes that each feed their share of a

@@ -78,6 +78,10 @@ def join_outputs(logs, rest):
     return logs
 
 
+def unchanged_outputs(logs, args):
+    return logs
+
+
 def next_batch(args):
     (iterator,) = args
     return next(iter(iterator))

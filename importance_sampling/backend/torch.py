@@ -74,6 +74,10 @@ def join_outputs(logs, rest):
     return logs
 
 
+def unchanged_outputs(logs, args):
+    return logs
+
+
 def next_batch(args):
     (data,) = args
     return data[0]

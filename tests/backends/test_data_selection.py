@@ -18,7 +18,7 @@ from importance_sampling.rho_loss import (
 )
 from importance_sampling.selective_backprop import SelectiveBackpropTraining
 
-from .common import ArrayBatches, bn_dropout_classifier, host_steps
+from .common import ArrayBatches, batches, bn_dropout_classifier, host_steps
 
 X, LABELS = blobs(256, num_classes=3)
 Y = one_hot(LABELS, 3)
@@ -93,6 +93,38 @@ def test_each_method_trains_a_small_model_with_dropout_and_batchnorm(fit):
     history = fit(model)
     assert np.all(np.isfinite(history.history["loss"]))
     assert model.evaluate(X2, Y2, verbose=0)[0] < 0.7 * start
+
+
+# Selective Backprop from a stream: full batches of kept samples
+
+
+@pytest.mark.parametrize("form", ["PyDataset", "generator"])
+def test_selective_backprop_from_a_stream_trains_full_batches_of_kept_samples(form):
+    model = bn_dropout_classifier(num_classes=2, learning_rate=0.02)
+    training = SelectiveBackpropTraining(model, beta=1.0)
+    steps = []
+
+    class Record(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            steps.append(batch)
+
+    for epoch in range(2):
+        data = ArrayBatches(X2, Y2, batch_size=32)
+        if form == "generator":
+            data = batches(X2, Y2, batch_size=32)
+        training.fit(data, batch_size=16, epochs=1, verbose=0, callbacks=[Record()])
+    # Every sample is forwarded once per epoch, in batches of 16: a step each.
+    assert training.forward_samples == 2 * len(X2) and len(steps) == 2 * len(X2) // 16
+    # The model is updated once per full batch of kept samples: not at every step.
+    updates = int(model.optimizer.iterations)
+    assert training.backward_samples == 16 * updates
+    assert 0 < updates < len(steps)
+
+
+def test_stale_selective_backprop_refuses_a_stream():
+    training = SelectiveBackpropTraining(sgd_classifier(LEARNING_RATE), staleness=1)
+    with pytest.raises(NotImplementedError, match="staleness=1"):
+        training.fit(ArrayBatches(X2, Y2, batch_size=32), batch_size=16)
 
 
 # Ordered SGD: the step is the gradient of the top-q mean
