@@ -1131,6 +1131,7 @@ RANDOM_ACCESS = "arrays or a dataset of random access (streams are refused)"
 DATA_FORMS = {
     "importance_loss": ANY_DATA, "importance_gnorm": ANY_DATA, "unbiased": ANY_DATA,
     "ordered_sgd": ANY_DATA,
+    "selective_backprop": ANY_DATA + " with `staleness=0`; " + RANDOM_ACCESS + " when stale",
     "rho_loss": RANDOM_ACCESS + ", and held-out data for its irreducible-loss model, "
                 "trained beforehand (charged to its time here)",
 }
