@@ -21,12 +21,17 @@ def _reset_peak():
     Path("/proc/self/clear_refs").write_text("5")
 
 
+def status_mb(field, pid="self"):
+    """The memory `field` (e.g. `"VmRSS"`) of process `pid`, in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"No `{field}` in /proc/{pid}/status: memory needs Linux.")
+
+
 def peak_rss_mb():
     """Peak resident memory of this process since the last reset, in MiB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("No `VmHWM` in /proc/self/status: peak memory needs Linux.")
+    return status_mb("VmHWM")
 
 
 def train_and_report(variant, model_name, num_samples, steps, batch_size=128):
