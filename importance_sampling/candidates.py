@@ -15,6 +15,7 @@
 
 import math
 import types
+import warnings
 
 import keras
 import numpy as np
@@ -26,6 +27,63 @@ from importance_sampling.utils import nested
 def is_stream(x):
     """Whether `x` is a stream of batches rather than arrays."""
     return not keras_internals.can_convert_arrays((x,))
+
+
+def _described(batch):
+    if isinstance(batch, (tuple, list)):
+        return f"{type(batch).__name__} of {len(batch)} elements"
+    if isinstance(batch, dict):
+        return f"dict with the keys {sorted(batch, key=str)}"
+    shape = getattr(batch, "shape", None)
+    return type(batch).__name__ + ("" if shape is None else f" of shape {tuple(shape)}")
+
+
+def checked_batch(batch, index):
+    """The batch `index` (from 0) of a training stream, as a tuple `(x, y[, sample_weight])`.
+
+    Raises:
+        ValueError: for a batch of another structure, naming it.
+    """
+    if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
+        raise ValueError(
+            f"Batch {index} (counting from 0) of the training stream must be a tuple "
+            f"`(x, y)` or `(x, y, sample_weight)`. Received: {_described(batch)}"
+        )
+    return tuple(batch)
+
+
+class EarlyEndWarning(keras.callbacks.Callback):
+    """Warn, naming the step, when a stream ends an epoch before `steps` steps.
+
+    Keras's `fit` ends such an epoch with a warning that does not say where
+    the stream ran out.
+
+    Args:
+        steps: The `steps_per_epoch` of the `fit`.
+    """
+
+    def __init__(self, steps):
+        super().__init__()
+        self.steps = steps
+        self._done = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._done = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._done = batch + 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._done < self.steps and not self.model.stop_training:
+            warnings.warn(
+                f"The training stream ran out of data at step {self._done + 1} of "
+                f"epoch {epoch + 1}: the epoch ended after {self._done} of its "
+                f"`steps_per_epoch={self.steps}` steps. Make sure that the stream "
+                "yields at least `steps_per_epoch * epochs` steps' worth of "
+                "samples (`presample` samples a step).",
+                UserWarning,
+                stacklevel=2,
+            )
 
 
 class ArrayCandidates(keras.utils.PyDataset):
@@ -113,8 +171,13 @@ class _RebatchedPyDataset(keras.utils.PyDataset):
         self.source = source
         self.size = size
         count = source.num_batches
-        self._source_batch = nested.num_samples(tuple(source[0]))
-        last = nested.num_samples(tuple(source[count - 1]))
+        if count == 0:
+            raise ValueError(
+                "The training `PyDataset` must have at least one batch. "
+                "Received: a PyDataset of 0 batches"
+            )
+        self._source_batch = nested.num_samples(checked_batch(source[0], 0))
+        last = nested.num_samples(checked_batch(source[count - 1], count - 1))
         self._num_samples = (count - 1) * self._source_batch + last
         self._cached = (None, None)
 
@@ -123,7 +186,7 @@ class _RebatchedPyDataset(keras.utils.PyDataset):
 
     def _source_rows(self, index):
         if self._cached[0] != index:
-            self._cached = (index, tuple(self.source[index]))
+            self._cached = (index, checked_batch(self.source[index], index))
         return self._cached[1]
 
     def __getitem__(self, index):
@@ -144,8 +207,8 @@ class _RebatchedPyDataset(keras.utils.PyDataset):
 def _rebatched_iterator(batches, size):
     """Regroup an iterator of batches into batches of `size` samples."""
     parts, count = [], 0
-    for batch in batches:
-        batch = tuple(keras.tree.map_structure(np.asarray, tuple(batch)))
+    for index, batch in enumerate(batches):
+        batch = keras.tree.map_structure(np.asarray, checked_batch(batch, index))
         parts.append(batch)
         count += nested.num_samples(batch)
         while count >= size:
@@ -180,6 +243,13 @@ def rebatched(stream, size):
         return _rebatched_iterator(stream, size)
     module = type(stream).__module__
     if module.startswith("tensorflow"):
+        spec = stream.element_spec
+        if not isinstance(spec, tuple) or len(spec) not in (2, 3):
+            raise ValueError(
+                "The elements of the training `tf.data.Dataset` must be tuples "
+                "`(x, y)` or `(x, y, sample_weight)`. Received: elements of the "
+                f"structure {spec}"
+            )
         return stream.rebatch(size)
     if module.startswith("torch"):
         return _rebatched_data_loader(stream, size)
@@ -198,8 +268,8 @@ def first_batch_size(stream):
         stream (a Python generator).
     """
     if isinstance(stream, keras.utils.PyDataset):
-        return nested.num_samples(tuple(stream[0]))
+        return nested.num_samples(checked_batch(stream[0], 0))
     if isinstance(stream, types.GeneratorType):
         return None
-    batch = keras.tree.map_structure(np.asarray, tuple(next(iter(stream))))
+    batch = keras.tree.map_structure(np.asarray, checked_batch(next(iter(stream)), 0))
     return nested.num_samples(batch)

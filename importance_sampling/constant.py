@@ -19,6 +19,7 @@ from importance_sampling.fitting import BaseImportanceTraining
 from importance_sampling.samplers.constant import (
     ConstantTimeSampler,
     ConstantVarianceSampler,
+    check_backward_time,
     constant_variance_threshold,
 )
 
@@ -139,13 +140,9 @@ class ConstantTimeImportanceTraining(HostStepsTraining):
     """
 
     def __init__(self, model, backward_time=2.0, score="gnorm", layer=None):
-        if isinstance(backward_time, bool) or not backward_time > 0:
-            raise ValueError(
-                "`backward_time` must be a positive number. Received: "
-                f"backward_time={backward_time!r}"
-            )
+        backward_time = check_backward_time(backward_time)
         super().__init__(model, score=score, layer=layer)
-        self.backward_time = float(backward_time)
+        self.backward_time = backward_time
 
     def _make_sampler(self, dataset, presample, batch_size):
         return self._keep(ConstantTimeSampler(

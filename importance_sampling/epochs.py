@@ -22,12 +22,16 @@ import keras
 import numpy as np
 
 from importance_sampling import keras_internals, signals
-from importance_sampling.fitting import BaseImportanceTraining, check_positive_int
+from importance_sampling.fitting import (
+    BaseImportanceTraining,
+    _RestoredState,
+    check_positive_int,
+)
 from importance_sampling.host import HostSide
 from importance_sampling.model_wrappers import _EvaluationSignals, installed_train_step
 from importance_sampling.ranking import dataset_losses
 from importance_sampling.samplers.base import BaseSampler, SampledBatch
-from importance_sampling.utils import nested
+from importance_sampling.utils import checks, nested
 
 STEPS = "steps"
 
@@ -175,11 +179,12 @@ class EpochPassTraining(BaseImportanceTraining):
 
     def __init__(self, model, seed=None, forward_batch_size=128):
         check_positive_int("forward_batch_size", forward_batch_size)
+        seed = checks.check_number("seed", seed, low=0, integer=True, optional=True)
         super().__init__(model, 1.0, 0.0, False, 1)
         self.stream_refusal = self.stream_refusal.format(name=type(self).__name__)
         if seed is None:
             seed = np.random.randint(2**31 - 1)
-        self.seed = int(seed)
+        self.seed = seed
         self.forward_batch_size = forward_batch_size
         self.sampler = None
         self._fits = 0
@@ -263,7 +268,7 @@ class EpochPassTraining(BaseImportanceTraining):
         with installed_train_step(model, built.train_step, train_function), \
                 keras_internals.training_metrics(model, [built.step.unbiased_loss]) as metric:
             training = _OneTraining(
-                list(callbacks or []) + [_EvaluationSignals(), metric],
+                list(callbacks or []) + [_EvaluationSignals(), metric, _RestoredState(self)],
                 epoch_end_hook=self._epoch_logs, add_history=True,
                 add_progbar=verbose != 0, model=model, verbose=verbose,
                 epochs=epochs, steps=None,

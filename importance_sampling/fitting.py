@@ -9,6 +9,7 @@ data adapters, `steps_per_execution` and distribution.
 """
 
 import dataclasses
+import numbers
 import warnings
 from typing import Any, Callable, NamedTuple, Optional
 
@@ -25,39 +26,58 @@ from importance_sampling.model_wrappers import (
     model_scope,
 )
 from importance_sampling.reweighting import BiasedReweightingPolicy
+from importance_sampling.samplers.base import one_fallback_warning
 from importance_sampling.step import ImportanceDraw, WeightedStep
-from importance_sampling.utils import nested
+from importance_sampling.utils import checks, nested
+from importance_sampling.utils.checks import check_positive_int
 from importance_sampling.utils.weights import user_sample_weights
 from importance_sampling.variance import VarianceReductionSwitch, default_threshold
 
-def check_positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(
-            f"`{name}` must be a positive integer. Received: {name}={value!r}"
-        )
-
-
 def _check_presample(presample):
-    if isinstance(presample, bool) or not isinstance(
-        presample, (int, np.integer, float, np.floating)
-    ) or not presample > 0:
-        raise ValueError(
-            "`presample` must be a positive integer (a number of candidates) "
-            "or a float larger than 1 (a multiple of the batch size). "
-            f"Received: presample={presample!r}"
-        )
+    integer = isinstance(presample, numbers.Integral)
+    checks.check_number(
+        "presample", presample, low=1, low_open=not integer, integer=integer,
+        expected="a positive integer (a number of candidates) or a float larger "
+        "than 1 (a multiple of the batch size)",
+    )
 
 
 def _check_tau_th(tau_th):
     if tau_th is None or tau_th == "auto":
         return
-    if isinstance(tau_th, bool) or not isinstance(
-        tau_th, (int, float, np.integer, np.floating)
-    ) or not tau_th >= 1:
+    checks.check_number(
+        "tau_th", tau_th, low=1,
+        expected="`None` (always importance sampling), `'auto'` or a number of at "
+        "least 1 (the variance reduction above which importance sampling is on)",
+    )
+
+
+def _check_fit_arguments(epochs, verbose, callbacks, shuffle, initial_epoch,
+                         validation_steps, validation_batch_size, validation_freq):
+    """Raise a `ValueError` for an argument of `fit` of a kind Keras's `fit` does not take."""
+    checks.check_number("epochs", epochs, low=0, integer=True)
+    checks.check_number("initial_epoch", initial_epoch, low=0, integer=True)
+    checks.check_one_of("verbose", verbose, ("auto", 0, 1, 2))
+    if not isinstance(shuffle, str) or shuffle != "batch":
+        checks.check_bool("shuffle", shuffle)
+    if callbacks is not None and not (
+        isinstance(callbacks, (list, tuple))
+        and all(isinstance(c, keras.callbacks.Callback) for c in callbacks)
+    ):
         raise ValueError(
-            "`tau_th` must be `None` (always importance sampling), `'auto'` or "
-            "a number of at least 1 (the variance reduction above which "
-            f"importance sampling is on). Received: tau_th={tau_th!r}"
+            "`callbacks` must be `None` or a list of `keras.callbacks.Callback`. "
+            f"Received: callbacks={callbacks!r}"
+        )
+    checks.check_number("validation_steps", validation_steps, low=1, integer=True,
+                        optional=True)
+    checks.check_number("validation_batch_size", validation_batch_size, low=1,
+                        integer=True, optional=True)
+    freqs = validation_freq if isinstance(validation_freq, list) else [validation_freq]
+    if not all(checks.is_number(f, low=1, integer=True) for f in freqs):
+        raise ValueError(
+            "`validation_freq` must be a positive integer (validate every that "
+            "many epochs) or a list of them (the epochs to validate after). "
+            f"Received: validation_freq={validation_freq!r}"
         )
 
 
@@ -128,27 +148,30 @@ class BaseImportanceTraining:
     Attributes:
         importance_steps: The number of steps of the last `fit` whose batch
             was drawn by importance (not uniformly).
+        sampler: The sampler of the steps of the last `fit` drawn on the
+            host, or `None`.
     """
 
     def __init__(self, model, k, smooth, adaptive_smoothing, presample,
                  score="loss", layer=None, tau_th=None):
-        if not smooth >= 0:
-            raise ValueError(
-                f"`smooth` must be a non-negative number. Received: smooth={smooth}"
-            )
+        smooth = checks.check_number("smooth", smooth, low=0)
+        adaptive_smoothing = checks.check_bool("adaptive_smoothing", adaptive_smoothing)
         _check_presample(presample)
         _check_tau_th(tau_th)
         _warn_on_custom_train_step(model)
         self.model = model
         self.reweighting = BiasedReweightingPolicy(k)
-        self.smooth = float(smooth)
-        self.adaptive_smoothing = bool(adaptive_smoothing)
+        self.smooth = smooth
+        self.adaptive_smoothing = adaptive_smoothing
         self.presample = presample
         self.tau_th = tau_th
         self.wrapper = OracleWrapper(model, self.reweighting, score=score, layer=layer)
         self._seed = np.random.randint(2**31 - 1)
         self._built_steps = {}
         self.importance_steps = 0
+        self.sampler = None
+        self._fit_metric = None
+        self._restored_state = None
 
     stream_refusal = None
 
@@ -236,13 +259,29 @@ class BaseImportanceTraining:
 
         Returns:
             A `keras.callbacks.History`.
+
+        Raises:
+            ValueError: before any step, for an argument of the wrong kind
+                or value, or for array data that the model cannot train on
+                (not numbers, no samples, class targets that do not fit the
+                compiled loss); during training, for a batch of a stream
+                that is not `(x, y)` or `(x, y, sample_weight)`, naming it.
+                A stream that ends an epoch before `steps_per_epoch` steps
+                ends it with a warning naming the step.
         """
+        _check_fit_arguments(
+            epochs=epochs, verbose=verbose, callbacks=callbacks, shuffle=shuffle,
+            initial_epoch=initial_epoch, validation_steps=validation_steps,
+            validation_batch_size=validation_batch_size, validation_freq=validation_freq,
+        )
         plan = self._plan(
             x, y, batch_size, validation_split, validation_data,
             class_weight, sample_weight, steps_per_epoch,
         )
         if validation_batch_size is None and plan.validation_arrays:
             validation_batch_size = plan.batch_size
+        if plan.stream is not None and plan.steps is not None:
+            callbacks = list(callbacks or []) + [candidates.EarlyEndWarning(plan.steps)]
         # Candidates are drawn at random from arrays, and a stream is read
         # in its own order: `shuffle` has no effect.
         del shuffle
@@ -329,11 +368,8 @@ class BaseImportanceTraining:
         """Check the arguments of `fit` and decide what Keras's `fit` gets."""
         if steps_per_epoch is not None:
             check_positive_int("steps_per_epoch", steps_per_epoch)
-        if not 0 <= validation_split < 1:
-            raise ValueError(
-                "`validation_split` must be in [0, 1). "
-                f"Received: validation_split={validation_split}"
-            )
+        checks.check_number("validation_split", validation_split, low=0, high=1,
+                            high_open=True)
         if isinstance(x, BaseDataset) or not candidates.is_stream(x):
             plan = self._array_plan(
                 x, y, batch_size, validation_split, validation_data,
@@ -360,12 +396,18 @@ class BaseImportanceTraining:
             # sampler reads them on the host, step by step.
             dataset, arrays = x, None
         else:
+            if x is None:
+                raise ValueError(
+                    "`x` is required: training arrays or a stream of batches. "
+                    "Received: x=None"
+                )
             if y is None:
                 raise ValueError(
                     "`y` is required when `x` holds arrays. Received: y=None"
                 )
             x, y = nested.to_numpy(x), nested.to_numpy(y)
             nested.check_lengths(x, y, "training")
+            checks.check_training_arrays(self.model, x, y)
             weights = user_sample_weights(y, class_weight, sample_weight)
             if weights is None:
                 weights = np.ones(nested.num_samples(x), "float32")
@@ -468,7 +510,8 @@ class BaseImportanceTraining:
         """Run `keras.Model.fit` with the importance step, then restore the model."""
         model = self.model
         built = self._built_step(plan)
-        callbacks = list(callbacks or []) + [_EvaluationSignals()]
+        self._fit_metric = built.switch
+        callbacks = list(callbacks or []) + [_EvaluationSignals(), _RestoredState(self)]
         if plan.kind == "host":
             if model.steps_per_execution > 1:
                 warnings.warn(
@@ -478,7 +521,9 @@ class BaseImportanceTraining:
                     UserWarning,
                     stacklevel=3,
                 )
-            sampler = self._make_sampler(plan.dataset, plan.presample, plan.batch_size)
+            sampler = self.sampler = self._make_sampler(
+                plan.dataset, plan.presample, plan.batch_size
+            )
             side = HostSide(self.wrapper, sampler, plan.batch_size, plan.arrays,
                              plan.dataset)
             if plan.dataset.random_access:
@@ -487,6 +532,7 @@ class BaseImportanceTraining:
             else:
                 x, keras_batch_size, steps = plan.stream, None, plan.steps
         else:
+            self.sampler = None
             side = CompiledSide()
             callbacks.append(side)
             keras_batch_size, steps = None, plan.steps
@@ -509,6 +555,7 @@ class BaseImportanceTraining:
             built.switch.restart()
         try:
             with installed_train_step(model, built.train_step, train_function), \
+                    one_fallback_warning(), \
                     keras_internals.training_metrics(
                         model, [built.switch, getattr(built.step, "unbiased_loss", None)]
                     ) as metric:
@@ -594,6 +641,63 @@ class BaseImportanceTraining:
             return default_threshold(presample, batch_size)
         return None if self.tau_th is None else float(self.tau_th)
 
+    def get_state(self):
+        """The state of the sampling that the model's weights do not hold.
+
+        It is what a run resumed from the model's weights needs to go on as
+        the uninterrupted run would: the state of the last `fit`'s host
+        sampler (its learned scores and its random generator) and the
+        variables of its step metric (e.g. the moving average `tau` of
+        `tau_th`). `importance_sampling.callbacks.BackupAndRestore` saves
+        it beside Keras's backup.
+
+        Returns:
+            A dict of NumPy arrays, numbers, strings, lists and dicts.
+        """
+        state = {}
+        if self.sampler is not None:
+            state["sampler"] = self.sampler.get_state()
+        if self._fit_metric is not None:
+            state["step_metric"] = [
+                keras.ops.convert_to_numpy(v) for v in self._fit_metric.variables
+            ]
+        return state
+
+    def set_state(self, state):
+        """Restore a state of `get_state()` when the next `fit` starts.
+
+        Called from a callback's `on_train_begin` (as by
+        `importance_sampling.callbacks.BackupAndRestore`), it restores the
+        state into the `fit` that is starting.
+
+        Args:
+            state: A dict returned by `get_state()`.
+        """
+        self._restored_state = state
+
+    def _restore_state(self):
+        """Restore the state given to `set_state()`, if any, into the running `fit`."""
+        state, self._restored_state = self._restored_state, None
+        if state is None:
+            return
+        expected = sorted(self.get_state())
+        if sorted(state) != expected:
+            raise ValueError(
+                f"The state to restore does not fit this `fit` of "
+                f"{type(self).__name__}, whose state has the entries {expected} "
+                "(was it saved by a `fit` that drew its batches otherwise?). "
+                f"Received: a state with the entries {sorted(state)}"
+            )
+        self._load_state(state)
+
+    def _load_state(self, state):
+        """Put `state`, of `get_state()`, into the objects of the running `fit`."""
+        if self.sampler is not None:
+            self.sampler.set_state(state["sampler"])
+        if self._fit_metric is not None:
+            for variable, value in zip(self._fit_metric.variables, state["step_metric"]):
+                variable.assign(value)
+
     @property
     def trace_counts(self):
         """Number of traces of the compiled functions, by name.
@@ -621,3 +725,18 @@ def _are_arrays(data):
         keras.utils.unpack_x_y_sample_weight(tuple(data))[0]
         if isinstance(data, (tuple, list)) else data
     )
+
+
+class _RestoredState(keras.callbacks.Callback):
+    """Restore the state given to a training's `set_state()` when `fit` starts.
+
+    It follows the user's callbacks, so that a state that one of them gives
+    in its `on_train_begin` is restored too.
+    """
+
+    def __init__(self, training):
+        super().__init__()
+        self.training = training
+
+    def on_train_begin(self, logs=None):
+        self.training._restore_state()

@@ -89,9 +89,9 @@ class CompiledSide(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         usable = [float(keras.ops.convert_to_numpy(u)) for u in self._usable]
-        self.importance_steps += int(sum(
-            float(keras.ops.convert_to_numpy(i)) for i in self._importance
-        ))
+        importance = [float(keras.ops.convert_to_numpy(i)) for i in self._importance]
+        # A batch drawn from unusable scores was drawn uniformly.
+        self.importance_steps += int(np.dot(usable, importance))
         self._usable, self._importance = [], []
         if min(usable, default=1) < 1:
             warn_uniform_fallback()

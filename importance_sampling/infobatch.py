@@ -14,17 +14,16 @@ import numpy as np
 
 from importance_sampling import signals
 from importance_sampling.epochs import EpochPassTraining
-from importance_sampling.fitting import check_positive_int
 from importance_sampling.samplers.base import BaseSampler, SampledBatch, check_random_access
+from importance_sampling.utils import checks
 
 
-def _check_ratio(name, value, low_open=False):
-    if isinstance(value, bool) or not isinstance(
-        value, (int, float, np.integer, np.floating)
-    ) or not (0 < value <= 1 if low_open else 0 <= value < 1):
-        interval = "(0, 1]" if low_open else "[0, 1)"
-        raise ValueError(f"`{name}` must be a number in {interval}. Received: {name}={value!r}")
-    return float(value)
+def _check_pruning(prune_ratio, delta):
+    """`(prune_ratio, delta)` as floats; a `ValueError` unless in `[0, 1)` and `(0, 1]`."""
+    return (
+        checks.check_number("prune_ratio", prune_ratio, low=0, high=1, high_open=True),
+        checks.check_number("delta", delta, low=0, high=1, low_open=True),
+    )
 
 
 def infobatch_prune(scores, seen, prune_ratio, rng):
@@ -100,11 +99,9 @@ class InfoBatchSampler(BaseSampler):
 
     def __init__(self, dataset, reweighting, steps, prune_ratio=0.5, delta=0.875, seed=None):
         check_random_access(self, dataset, "keeps the last loss of every training sample")
-        check_positive_int("steps", steps)
+        self.steps = checks.check_positive_int("steps", steps)
+        self.prune_ratio, self.delta = _check_pruning(prune_ratio, delta)
         super().__init__(dataset, reweighting, seed)
-        self.steps = int(steps)
-        self.prune_ratio = _check_ratio("prune_ratio", prune_ratio)
-        self.delta = _check_ratio("delta", delta, low_open=True)
         self.reset()
 
     def reset(self):
@@ -156,12 +153,14 @@ class InfoBatchSampler(BaseSampler):
 
     def get_state(self):
         return {
+            **super().get_state(),
             "scores": self.scores.copy(), "seen": self.seen.copy(),
             "order": self.order.copy(), "order_weights": self.order_weights.copy(),
             "position": self.position, "taken": self.taken, "passes": self.passes,
         }
 
     def set_state(self, state):
+        super().set_state(state)
         self.scores = state["scores"].copy()
         self.seen = state["seen"].copy()
         self.order = state["order"].copy()
@@ -213,8 +212,7 @@ class InfoBatchTraining(EpochPassTraining):
     """
 
     def __init__(self, model, prune_ratio=0.5, delta=0.875, seed=None):
-        self.prune_ratio = _check_ratio("prune_ratio", prune_ratio)
-        self.delta = _check_ratio("delta", delta, low_open=True)
+        self.prune_ratio, self.delta = _check_pruning(prune_ratio, delta)
         super().__init__(model, seed=seed)
         self.scores = None
         self._seen = None
@@ -247,3 +245,14 @@ class InfoBatchTraining(EpochPassTraining):
     def _on_scores(self, idxs, scores):
         self.scores[idxs] = scores
         self._seen[idxs] = True
+
+    def get_state(self):
+        state = super().get_state()
+        if self.scores is not None:
+            state.update(scores=self.scores.copy(), seen=self._seen.copy())
+        return state
+
+    def _load_state(self, state):
+        super()._load_state(state)
+        self.scores = state["scores"].copy()
+        self._seen = state["seen"].copy()

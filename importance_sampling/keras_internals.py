@@ -21,6 +21,11 @@ from keras.src.trainers.data_adapters.array_data_adapter import (  # noqa: F401
     can_convert_arrays,
 )
 from keras.src.trainers.trainer import model_supports_jit  # noqa: F401
+from keras.src.utils import file_utils  # noqa: F401
+
+# Also: `importance_sampling.callbacks.BackupAndRestore` extends the private
+# `_save_model` and `_load_model` of `keras.callbacks.BackupAndRestore` and
+# reads its `_training_metadata_path`.
 
 
 def compiled_losses(model, y_true, y_pred):

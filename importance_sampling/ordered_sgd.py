@@ -15,6 +15,8 @@ keeps every candidate and whose loss weighs the top `q` of them by
 the mean over the top `q`.
 """
 
+import numbers
+
 import keras
 import numpy as np
 from keras import ops
@@ -25,6 +27,7 @@ from importance_sampling.reweighting import NoReweightingPolicy
 from importance_sampling.samplers.uniform import UniformSampler
 from importance_sampling.selection import AllCandidates, SelectionTraining
 from importance_sampling.step import WeightedStep
+from importance_sampling.utils import checks
 
 SCHEDULE_ACCURACIES = (0.80, 0.90, 0.95, 0.995)
 """The training accuracies at which the authors' schedule halves `q`."""
@@ -35,17 +38,12 @@ ACCURACY_LOGS = ("accuracy", "acc", "sparse_categorical_accuracy",
 
 def check_q(q):
     """Raise a `ValueError` unless `q` is a fraction in `(0, 1]` or a positive `int`."""
-    if isinstance(q, bool) or not isinstance(q, (int, np.integer, float, np.floating)):
-        valid = False
-    elif isinstance(q, (int, np.integer)):
-        valid = q >= 1
+    expected = ("a fraction of the batch in (0, 1] (a float) or a number of samples "
+                "of at least 1 (an int)")
+    if isinstance(q, numbers.Integral):
+        checks.check_number("q", q, low=1, integer=True, expected=expected)
     else:
-        valid = 0 < q <= 1
-    if not valid:
-        raise ValueError(
-            "`q` must be a fraction of the batch in (0, 1] (a float) or a "
-            f"number of samples of at least 1 (an int). Received: q={q!r}"
-        )
+        checks.check_number("q", q, low=0, high=1, low_open=True, expected=expected)
 
 
 def top_count(q, batch_size):
@@ -240,9 +238,14 @@ class OrderedSGDTraining(SelectionTraining):
 
     def __init__(self, model, q=0.5, schedule=False, accuracy=None):
         check_q(q)
+        if accuracy is not None and not isinstance(accuracy, str):
+            raise ValueError(
+                "`accuracy` must be `None` or the name of the training accuracy "
+                f"in the logs (a string). Received: accuracy={accuracy!r}"
+            )
         super().__init__(model, presample=1)
         self.q = q
-        self.schedule = bool(schedule)
+        self.schedule = checks.check_bool("schedule", schedule)
         self.accuracy = accuracy
         self.halvings = 0
 
@@ -267,6 +270,13 @@ class OrderedSGDTraining(SelectionTraining):
     def _step_metric(self, plan):
         batch_size = plan.batch_size
         return TopCount(batch_size, lambda: self.count(batch_size))
+
+    def get_state(self):
+        return {**super().get_state(), "halvings": self.halvings}
+
+    def _load_state(self, state):
+        super()._load_state(state)
+        self.halvings = int(state["halvings"])
 
     def _make_step(self, plan, metric):
         return TopLossStep(self.wrapper, metric, return_scores=plan.kind == "host")

@@ -32,7 +32,7 @@ from importance_sampling import candidates, keras_internals
 from importance_sampling.datasets import BaseDataset
 from importance_sampling.model_wrappers import OracleWrapper
 from importance_sampling.reweighting import BiasedReweightingPolicy
-from importance_sampling.utils import nested
+from importance_sampling.utils import checks, nested
 
 BINS = ("quantile", "range")
 STRATEGIES = ("percentile", "mass")
@@ -256,13 +256,7 @@ def rank_by_loss(model, x=None, y=None, batch_size=128):
 # Selections of the top or the bottom of a ranking
 
 def _check_fraction(fraction):
-    if isinstance(fraction, bool) or not isinstance(
-        fraction, (int, float, np.integer, np.floating)
-    ) or not 0 < fraction <= 1:
-        raise ValueError(
-            f"`fraction` must be a number in (0, 1]. Received: fraction={fraction!r}"
-        )
-    return float(fraction)
+    return checks.check_number("fraction", fraction, low=0, high=1, low_open=True)
 
 
 def _ascending_order(losses):

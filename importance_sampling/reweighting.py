@@ -10,11 +10,14 @@ their weights before the step and simply pass the first column through.
 import numpy as np
 from keras import ops
 
+from importance_sampling.utils import checks
+
 _EPSILON = 1e-12
 # Scores below this are read as this (it is a normal float32), and weights
 # are at most e ** _LOG_LARGEST, within the float32 range.
 _TINY = 1e-37
 _LOG_LARGEST = 80.0
+_FLOAT32_MAX = float(np.finfo("float32").max)
 
 
 def scores_are_usable(scores, xp=np):
@@ -25,13 +28,17 @@ def scores_are_usable(scores, xp=np):
     return xp.all(xp.isfinite(scores)) & xp.all(scores >= 0) & (xp.sum(scores) > 0)
 
 
+def _distribution(scores):
+    """`scores` as float64, or ones when they are not usable, as the samplers do."""
+    scores = np.asarray(scores, dtype="float64")
+    return scores if scores_are_usable(scores) else np.ones_like(scores)
+
+
 def _check_k(k):
-    if k > 1:
-        raise ValueError(
-            "`k` must be at most 1 (1 is unbiased importance sampling, smaller "
-            f"values focus on hard examples). Received: k={k}"
-        )
-    return float(k)
+    return checks.check_number(
+        "k", k, high=1, expected="a number of at most 1 (1 is unbiased importance "
+        "sampling, smaller values focus on hard examples)",
+    )
 
 
 def _biased_weights(chosen, mean, k, xp):
@@ -70,7 +77,8 @@ class ReweightingPolicy:
         Args:
             positions: Integer array, the positions of the drawn items among
                 the candidates (with repetitions).
-            scores: Float array of the scores of all candidates.
+            scores: Float array of the scores of all candidates. Scores
+                that are not usable (see `scores_are_usable`) count as equal.
 
         Returns:
             A float32 array of shape `(len(positions), weight_size)`.
@@ -119,11 +127,7 @@ class BiasedReweightingPolicy(ReweightingPolicy):
         self.k = _check_k(k)
 
     def sample_weights(self, positions, scores):
-        scores = np.asarray(scores, dtype="float64")
-        if not scores_are_usable(scores):
-            # As the samplers do: scores that define no distribution are uniform.
-            scores = np.ones_like(scores)
-        weights = self.draw_weights(positions, scores, np)
+        weights = self.draw_weights(positions, _distribution(scores), np)
         return np.asarray(weights, dtype="float32")[:, None]
 
     def draw_weights(self, positions, scores, xp):
@@ -152,10 +156,10 @@ class AdjustedBiasedReweightingPolicy(ReweightingPolicy):
         self.k = _check_k(k)
 
     def sample_weights(self, positions, scores):
-        scores = np.asarray(scores, dtype="float64")
+        scores = _distribution(scores)
         outside = np.ones(len(scores), dtype=bool)
         outside[positions] = False
-        summary = [len(scores), min(scores[outside].sum(), np.finfo("float32").max)]
+        summary = [len(scores), min(scores[outside].sum(), _FLOAT32_MAX)]
         return np.tile(np.asarray(summary, dtype="float32"), (len(positions), 1))
 
     def step_weights(self, weights, scores):
@@ -186,8 +190,9 @@ class CorrectingReweightingPolicy(ReweightingPolicy):
         self.k = self._biased.k
 
     def sample_weights(self, positions, scores):
+        scores = _distribution(scores)
         weights = self._biased.sample_weights(positions, scores)
-        predicted = np.asarray(scores, dtype="float32")[positions, None]
+        predicted = np.minimum(scores[positions, None], _FLOAT32_MAX).astype("float32")
         return np.hstack([weights, predicted])
 
     def step_weights(self, weights, scores):
@@ -200,6 +205,7 @@ def unbiased_weights(positions, scores, xp=np):
 
     `xp` is `numpy` (the default) or `keras.ops` inside a compiled step.
     """
+    scores = scores / xp.max(scores)  # so that their mean stays finite
     return xp.mean(scores) / xp.take(scores, positions)
 
 

@@ -28,8 +28,13 @@ from importance_sampling.fitting import check_positive_int
 from importance_sampling.reweighting import NoReweightingPolicy
 from importance_sampling.samplers.base import BaseSampler, Candidates, SampledBatch
 from importance_sampling.selection import SelectionTraining, selected, unpack_candidates
-from importance_sampling.utils import nested
+from importance_sampling.utils import checks, nested
 from importance_sampling.utils.losses import ModelLoss
+
+
+def _check_holdout(holdout):
+    return checks.check_number("holdout", holdout, low=0, high=1, low_open=True,
+                               high_open=True, expected="a fraction in (0, 1)")
 
 
 def holdout_split(x, y, holdout=0.5, seed=None):
@@ -46,10 +51,8 @@ def holdout_split(x, y, holdout=0.5, seed=None):
     Returns:
         `((x_train, y_train), (x_holdout, y_holdout))`.
     """
-    if not 0 < holdout < 1:
-        raise ValueError(
-            f"`holdout` must be a fraction in (0, 1). Received: holdout={holdout!r}"
-        )
+    holdout = _check_holdout(holdout)
+    checks.check_seed(seed)
     x, y = nested.to_numpy(x), nested.to_numpy(y)
     nested.check_lengths(x, y, "training")
     count = nested.num_samples(x)
@@ -262,6 +265,8 @@ def reducible_loss_sampler(dataset, wrapper, holdout=0.5, epochs=1, batch_size=1
     Returns:
         A `ReducibleLossSampler`.
     """
+    holdout = _check_holdout(holdout)
+    checks.check_seed(seed)
     count = len(dataset.train_data)
     if seed is None:
         seed = np.random.randint(2**31 - 1)

@@ -30,7 +30,7 @@ import numpy as np
 
 from importance_sampling.epochs import EpochPassTraining
 from importance_sampling.ranking import STRATEGIES, _check_fraction, scored_losses, select
-from importance_sampling.utils import nested
+from importance_sampling.utils import checks, nested
 
 
 class SelectiveTraining(EpochPassTraining):
@@ -87,15 +87,12 @@ class SelectiveTraining(EpochPassTraining):
 
     def __init__(self, model, strategy="percentile", fraction=0.3, from_top=True,
                  seed=None, forward_batch_size=128, evaluate_every_epoch=False):
-        if strategy not in STRATEGIES:
-            raise ValueError(
-                f"`strategy` must be one of {STRATEGIES}. Received: strategy={strategy!r}"
-            )
+        self.strategy = checks.check_one_of("strategy", strategy, STRATEGIES)
         self.fraction = _check_fraction(fraction)
+        self.from_top = checks.check_bool("from_top", from_top)
+        self.evaluate_every_epoch = checks.check_bool("evaluate_every_epoch",
+                                                      evaluate_every_epoch)
         super().__init__(model, seed=seed, forward_batch_size=forward_batch_size)
-        self.strategy = strategy
-        self.from_top = bool(from_top)
-        self.evaluate_every_epoch = bool(evaluate_every_epoch)
         self.selections = []
         self.selection_losses = []
         self.evaluation = None

@@ -26,15 +26,18 @@ import numpy as np
 from importance_sampling import signals
 from importance_sampling.samplers.base import BaseSampler, SampledBatch, check_random_access
 from importance_sampling.selection import SelectionTraining
-from importance_sampling.utils import nested
+from importance_sampling.utils import checks, nested
 
 
-def _check_number(name, value, least, integer=False):
-    kinds = (int, np.integer) if integer else (int, float, np.integer, np.floating)
-    if isinstance(value, bool) or not isinstance(value, kinds) or not value >= least:
-        kind = "an integer" if integer else "a number"
-        raise ValueError(f"`{name}` must be {kind} of at least {least}. Received: "
-                         f"{name}={value!r}")
+def _check_selection(beta, history, staleness, forward_batch_size):
+    """The arguments of Selective Backprop, checked; a `ValueError` names a wrong one."""
+    return (
+        checks.check_number("beta", beta, low=0),
+        checks.check_positive_int("history", history),
+        checks.check_number("staleness", staleness, low=0, integer=True),
+        checks.check_number("forward_batch_size", forward_batch_size, low=1, integer=True,
+                            optional=True),
+    )
 
 
 def _warn_few_kept(looked_at):
@@ -119,6 +122,9 @@ class SelectiveBackpropSampler(BaseSampler):
 
     def __init__(self, dataset, reweighting, model, beta=1.0, history=1024, staleness=0,
                  forward_batch_size=None, seed=None):
+        beta, history, staleness, forward_batch_size = _check_selection(
+            beta, history, staleness, forward_batch_size
+        )
         if staleness:
             check_random_access(self, dataset, "reuses the losses of each training sample")
         super().__init__(dataset, reweighting, seed)
@@ -231,6 +237,7 @@ class SelectiveBackpropSampler(BaseSampler):
 
     def get_state(self):
         return {
+            **super().get_state(),
             "history": np.asarray(self.selector.losses),
             "recorded": self.recorded.copy(),
             "recorded_pass": self.recorded_pass.copy(),
@@ -241,6 +248,7 @@ class SelectiveBackpropSampler(BaseSampler):
         }
 
     def set_state(self, state):
+        super().set_state(state)
         self.selector.losses.clear()
         self.selector.losses.extend(np.asarray(state["history"]).tolist())
         self.recorded = state["recorded"].copy()
@@ -314,11 +322,9 @@ class SelectiveBackpropTraining(SelectionTraining):
     )
 
     def __init__(self, model, beta=1.0, history=1024, staleness=0, forward_batch_size=None):
-        _check_number("beta", beta, 0)
-        _check_number("history", history, 1, integer=True)
-        _check_number("staleness", staleness, 0, integer=True)
-        if forward_batch_size is not None:
-            _check_number("forward_batch_size", forward_batch_size, 1, integer=True)
+        beta, history, staleness, forward_batch_size = _check_selection(
+            beta, history, staleness, forward_batch_size
+        )
         super().__init__(model, presample=1)
         self.beta = float(beta)
         self.history = int(history)

@@ -296,6 +296,19 @@ class SVRG(HostStepsTraining):
                      train_function=train_function)
         return _BuiltStep(**parts)
 
+    def get_state(self):
+        reference = self.wrapper.reference
+        if reference is not None:
+            reference = keras.tree.map_structure(ops.convert_to_numpy, list(reference))
+        return {**super().get_state(), "reference": reference}
+
+    def _load_state(self, state):
+        super()._load_state(state)
+        reference = state["reference"]
+        if reference is not None:
+            reference = tuple(keras.tree.map_structure(ops.convert_to_tensor, reference))
+        self.wrapper.reference = reference
+
     @property
     def gradient_samples(self):
         """The number of samples of the mean gradients of every `fit` so far."""

@@ -6,6 +6,8 @@ candidates in proportion to their scores and asks the reweighting policy for
 the weights, and after the train step `update()` receives the observed scores.
 """
 
+import contextlib
+import contextvars
 import warnings
 from typing import Any, NamedTuple
 
@@ -13,7 +15,7 @@ import numpy as np
 
 from importance_sampling import signals
 from importance_sampling.reweighting import scores_are_usable, unbiased_weights
-from importance_sampling.utils import nested
+from importance_sampling.utils import checks, nested
 
 
 class Candidates(NamedTuple):
@@ -83,8 +85,30 @@ def check_random_access(sampler, dataset, reason):
         )
 
 
+# Within `one_fallback_warning()`, whether its warning was issued.
+_fallback_warned = contextvars.ContextVar("fallback_warned", default=None)
+
+
+@contextlib.contextmanager
+def one_fallback_warning():
+    """Within the context (a `fit`), warn of the uniform fallback once at most."""
+    token = _fallback_warned.set(False)
+    try:
+        yield
+    finally:
+        _fallback_warned.reset(token)
+
+
 def warn_uniform_fallback(stacklevel=2):
-    """Warn that a step's batch is drawn uniformly, its scores being unusable."""
+    """Warn that a step's batch is drawn uniformly, its scores being unusable.
+
+    Within `one_fallback_warning()`, only the first call warns.
+    """
+    warned = _fallback_warned.get()
+    if warned:
+        return
+    if warned is not None:
+        _fallback_warned.set(True)
     warnings.warn(
         "The importance scores of this step are not usable as sampling "
         "probabilities (NaN, infinite, negative or all zero); the batch is "
@@ -98,8 +122,9 @@ class BaseSampler:
     """Draw batches from a dataset.
 
     Subclasses implement `candidates()` and, when they learn from the train
-    steps, `update()`. Samplers with state implement `get_state()` and
-    `set_state()`; `reset()` is called at the start of every `fit`.
+    steps, `update()`. Samplers with state extend `get_state()` and
+    `set_state()`, whose base keeps the state of the random generator;
+    `reset()` is called at the start of every `fit`.
 
     Args:
         dataset: A `BaseDataset`.
@@ -112,6 +137,7 @@ class BaseSampler:
     def __init__(self, dataset, reweighting, seed=None):
         self.dataset = dataset
         self.reweighting = reweighting
+        checks.check_seed(seed)
         if seed is None:
             seed = np.random.randint(2**31 - 1)
         self.rng = np.random.default_rng(seed)
@@ -141,7 +167,8 @@ class BaseSampler:
             weights = self.reweighting.sample_weights(positions, uniform)
             metric_weights = np.ones(batch_size, dtype="float32")
         else:
-            positions = self.rng.choice(count, size=batch_size, p=scores / scores.sum())
+            relative = scores / scores.max()  # so that their sum stays finite
+            positions = self.rng.choice(count, size=batch_size, p=relative / relative.sum())
             weights = self.reweighting.sample_weights(positions, scores)
             metric_weights = unbiased_weights(positions, scores).astype("float32")
         if found.scores is None:
@@ -167,8 +194,14 @@ class BaseSampler:
         """Forget what was learned (called at the start of `fit`)."""
 
     def get_state(self):
-        """The sampler's learned state, as a dict of plain values."""
-        return {}
+        """The sampler's learned state and the state of its random generator.
+
+        Returns:
+            A dict of NumPy arrays, numbers, strings, lists and dicts.
+        """
+        return {"rng": self.rng.bit_generator.state}
 
     def set_state(self, state):
         """Restore a state returned by `get_state()`."""
+        # In place, for whoever shares the generator.
+        self.rng.bit_generator.state = state["rng"]

@@ -27,13 +27,8 @@ import numpy as np
 
 from importance_sampling.samplers.base import Candidates
 from importance_sampling.samplers.smoothing import SamplerDecorator
+from importance_sampling.utils import checks
 from importance_sampling.variance import variance_reduction
-
-
-def _check_momentum(momentum):
-    if not 0 <= momentum < 1:
-        raise ValueError(f"`momentum` must be in [0, 1). Received: momentum={momentum}")
-    return float(momentum)
 
 
 class Condition:
@@ -69,12 +64,7 @@ class WarmupCondition(Condition):
     """
 
     def __init__(self, warmup=100):
-        if isinstance(warmup, bool) or not isinstance(warmup, (int, np.integer)) \
-                or warmup < 0:
-            raise ValueError(
-                f"`warmup` must be a non-negative integer. Received: warmup={warmup!r}"
-            )
-        self.warmup = int(warmup)
+        self.warmup = checks.check_number("warmup", warmup, low=0, integer=True)
         self.updates = 0
 
     @property
@@ -95,11 +85,17 @@ class WarmupCondition(Condition):
 
 
 class _MovingAverageCondition(Condition):
-    """On while a moving average of a statistic of the scores exceeds a threshold."""
+    """On while a moving average of a statistic of the scores exceeds a threshold.
+
+    Args:
+        threshold: The threshold, a checked number.
+        momentum: Of the moving average, in `[0, 1)`.
+    """
 
     def __init__(self, threshold, momentum):
-        self.threshold = float(threshold)
-        self.momentum = _check_momentum(momentum)
+        self.threshold = threshold
+        self.momentum = checks.check_number("momentum", momentum, low=0, high=1,
+                                            high_open=True)
         self.value = 0.0
 
     def statistic(self, scores):
@@ -138,15 +134,15 @@ class ExpCondition(_MovingAverageCondition):
     0 have an infinite rate, which turns the condition on for good.
 
     Args:
-        lambda_th: The threshold of the rate. Defaults to `2.0`.
-        momentum: Of the moving average. Defaults to `0.9`.
+        lambda_th: The threshold of the rate, at least 0. Defaults to `2.0`.
+        momentum: Of the moving average, in `[0, 1)`. Defaults to `0.9`.
 
     Attributes:
         lambda_: The moving average of the rate.
     """
 
     def __init__(self, lambda_th=2.0, momentum=0.9):
-        super().__init__(lambda_th, momentum)
+        super().__init__(checks.check_number("lambda_th", lambda_th, low=0), momentum)
 
     @property
     def lambda_(self):
@@ -165,15 +161,17 @@ class TotalVariationCondition(_MovingAverageCondition):
     as uniform (a distance of 0).
 
     Args:
-        tv_th: The threshold of the distance. Defaults to `0.5`.
-        momentum: Of the moving average. Defaults to `0.9`.
+        tv_th: The threshold of the distance, in `[0, 1)`. Defaults to `0.5`.
+        momentum: Of the moving average, in `[0, 1)`. Defaults to `0.9`.
 
     Attributes:
         total_variation: The moving average of the distance.
     """
 
     def __init__(self, tv_th=0.5, momentum=0.9):
-        super().__init__(tv_th, momentum)
+        super().__init__(
+            checks.check_number("tv_th", tv_th, low=0, high=1, high_open=True), momentum
+        )
 
     @property
     def total_variation(self):
@@ -194,15 +192,15 @@ class VarianceReductionCondition(_MovingAverageCondition):
     `sqrt(n)` when one of `n` scores carries all the mass.
 
     Args:
-        vr_th: The threshold of `tau`. Defaults to `1.2`.
-        momentum: Of the moving average. Defaults to `0.9`.
+        vr_th: The threshold of `tau`, at least 0. Defaults to `1.2`.
+        momentum: Of the moving average, in `[0, 1)`. Defaults to `0.9`.
 
     Attributes:
         variance_reduction: The moving average of `tau`, from 0.
     """
 
     def __init__(self, vr_th=1.2, momentum=0.9):
-        super().__init__(vr_th, momentum)
+        super().__init__(checks.check_number("vr_th", vr_th, low=0), momentum)
 
     @property
     def variance_reduction(self):

@@ -26,7 +26,7 @@ import numpy as np
 
 from importance_sampling.samplers.base import BaseSampler, Candidates
 from importance_sampling.samplers.conditional import VarianceReductionCondition
-from importance_sampling.utils import nested
+from importance_sampling.utils import checks, nested
 
 SIZE_PARTS = 4
 
@@ -52,14 +52,12 @@ def bucketed_size(count, batch_size, parts=SIZE_PARTS, nearest=False):
     return -(-part * batch_size // parts)
 
 
-def _check_backward_time(backward_time):
-    if isinstance(backward_time, bool) or not backward_time > 0:
-        raise ValueError(
-            "`backward_time` must be a positive number (the time of a backward "
-            "pass in forward passes). Received: backward_time="
-            f"{backward_time!r}"
-        )
-    return float(backward_time)
+def check_backward_time(backward_time):
+    """`backward_time` as a `float`; a `ValueError` unless it is a positive number."""
+    return checks.check_number(
+        "backward_time", backward_time, low=0, low_open=True,
+        expected="a positive number (the time of a backward pass in forward passes)",
+    )
 
 
 def constant_variance_threshold(backward_time, extra_samples):
@@ -71,12 +69,8 @@ def constant_variance_threshold(backward_time, extra_samples):
         ValueError: unless `backward_time > 0`, `extra_samples >= 0` and
             `extra_samples < backward_time / (1 + backward_time)`.
     """
-    backward_time = _check_backward_time(backward_time)
-    if isinstance(extra_samples, bool) or not extra_samples >= 0:
-        raise ValueError(
-            "`extra_samples` must be a non-negative number. Received: "
-            f"extra_samples={extra_samples!r}"
-        )
+    backward_time = check_backward_time(backward_time)
+    extra_samples = checks.check_number("extra_samples", extra_samples, low=0)
     share = backward_time / (1 + backward_time) - extra_samples
     if share <= 0:
         raise ValueError(
@@ -178,9 +172,10 @@ class _StepSizeSampler(BaseSampler):
         self._uniform_step = False
 
     def get_state(self):
-        return {"condition": self.condition.get_state()}
+        return {**super().get_state(), "condition": self.condition.get_state()}
 
     def set_state(self, state):
+        super().set_state(state)
         self.condition.set_state(state["condition"])
 
 
@@ -256,18 +251,15 @@ class ConstantTimeSampler(_StepSizeSampler):
 
     def __init__(self, dataset, reweighting, model, backward_time=2.0, tau_th=2.0,
                  ratio=0.5, min_a=0.2, seed=None):
-        backward_time = _check_backward_time(backward_time)
-        if isinstance(tau_th, bool) or not tau_th > 0:
-            raise ValueError(f"`tau_th` must be a positive number. Received: tau_th={tau_th!r}")
-        if isinstance(ratio, bool) or not 0 <= ratio <= 1:
-            raise ValueError(f"`ratio` must be in [0, 1]. Received: ratio={ratio!r}")
-        if isinstance(min_a, bool) or not 0 < min_a <= 1:
-            raise ValueError(f"`min_a` must be in (0, 1]. Received: min_a={min_a!r}")
+        backward_time = check_backward_time(backward_time)
+        tau_th = checks.check_number("tau_th", tau_th, low=0, low_open=True)
+        ratio = checks.check_number("ratio", ratio, low=0, high=1)
+        min_a = checks.check_number("min_a", min_a, low=0, high=1, low_open=True)
         super().__init__(dataset, reweighting, model, tau_th, seed)
         self.backward_time = backward_time
-        self.tau_th = float(tau_th)
-        self.ratio = float(ratio)
-        self.min_a = float(min_a)
+        self.tau_th = tau_th
+        self.ratio = ratio
+        self.min_a = min_a
 
     def _importance_candidates(self, batch_size):
         scored, trained = constant_time_sizes(

@@ -3,6 +3,7 @@
 import numpy as np
 
 from importance_sampling.samplers.base import BaseSampler, Candidates, check_random_access
+from importance_sampling.utils import checks
 
 
 class _ScoreTableSampler(BaseSampler):
@@ -18,7 +19,8 @@ class _ScoreTableSampler(BaseSampler):
         check_random_access(self, dataset, "keeps a score per training sample")
         super().__init__(dataset, reweighting, seed)
         self.model = model
-        self.forward_batch_size = forward_batch_size
+        self.forward_batch_size = checks.check_positive_int("forward_batch_size",
+                                                            forward_batch_size)
         self.reset()
 
     def reset(self):
@@ -50,9 +52,11 @@ class _ScoreTableSampler(BaseSampler):
         self.steps += 1
 
     def get_state(self):
-        return {"scores": self.scores.copy(), "seen": self.seen.copy(), "steps": self.steps}
+        return {**super().get_state(), "scores": self.scores.copy(), "seen": self.seen.copy(),
+                "steps": self.steps}
 
     def set_state(self, state):
+        super().set_state(state)
         self.scores = state["scores"].copy()
         self.seen = state["seen"].copy()
         self.steps = state["steps"]
@@ -78,7 +82,8 @@ class HistorySampler(_ScoreTableSampler):
 
     def __init__(self, dataset, reweighting, model, forward_batch_size=128,
                  recompute=2, seed=None):
-        self._recompute_period = recompute
+        self._recompute_period = checks.check_number("recompute", recompute, low=0,
+                                                     integer=True)
         super().__init__(dataset, reweighting, model, forward_batch_size, seed)
 
     def _sampling_scores(self):
@@ -115,12 +120,17 @@ class OnlineBatchSelectionSampler(_ScoreTableSampler):
 
     def __init__(self, dataset, reweighting, model, steps_per_epoch, recompute=2,
                  s_e=(100.0, 100.0), n_epochs=1, forward_batch_size=128, seed=None):
-        if min(s_e) < 1:
-            raise ValueError(f"`s_e` must be at least 1. Received: s_e={s_e}")
-        self.steps_per_epoch = steps_per_epoch
+        self.steps_per_epoch = checks.check_positive_int("steps_per_epoch", steps_per_epoch)
+        if not (isinstance(s_e, (tuple, list)) and len(s_e) == 2
+                and all(checks.is_number(s, low=1) for s in s_e)):
+            raise ValueError(
+                "`s_e` must be a pair of numbers of at least 1, the selection "
+                f"pressures at the first and the last epoch. Received: s_e={s_e!r}"
+            )
         self.s_e = tuple(float(s) for s in s_e)
-        self.n_epochs = n_epochs
-        self._recompute_period = recompute * steps_per_epoch
+        self.n_epochs = checks.check_positive_int("n_epochs", n_epochs)
+        recompute = checks.check_number("recompute", recompute, low=0, integer=True)
+        self._recompute_period = recompute * self.steps_per_epoch
         super().__init__(dataset, reweighting, model, forward_batch_size, seed)
 
     def selection_pressure(self):

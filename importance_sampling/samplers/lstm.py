@@ -6,6 +6,7 @@ import numpy as np
 from importance_sampling.keras_internals import model_supports_jit
 from importance_sampling.samplers.base import BaseSampler, Candidates, check_random_access
 from importance_sampling.samplers.labels import class_labels
+from importance_sampling.utils import checks
 
 # With `log=True`, losses below this (zero) are read as this.
 _SMALLEST_LOSS = 1e-12
@@ -57,11 +58,11 @@ class LSTMSampler(BaseSampler):
                  log=False, warmup=100, seed=None):
         check_random_access(self, dataset, "keeps a history and the class of every sample")
         super().__init__(dataset, reweighting, seed)
+        self.presample = checks.check_positive_int("presample", presample)
+        self.history = checks.check_positive_int("history", history)
+        self.log = checks.check_bool("log", log)
+        self.warmup = checks.check_number("warmup", warmup, low=0, integer=True)
         self.labels, self.num_classes = class_labels(dataset.train_data[:][1])
-        self.presample = presample
-        self.history = history
-        self.log = bool(log)
-        self.warmup = warmup
         self.predictor = _loss_predictor(history, self.num_classes)
         self.reset()
 
@@ -103,15 +104,24 @@ class LSTMSampler(BaseSampler):
         self.steps += 1
 
     def get_state(self):
+        optimizer = {}
+        self.predictor.optimizer.save_own_variables(optimizer)
         return {
+            **super().get_state(),
             "losses": self.losses.copy(),
             "counts": self.counts.copy(),
             "steps": self.steps,
             "predictor_weights": self.predictor.get_weights(),
+            "predictor_optimizer": optimizer,
         }
 
     def set_state(self, state):
+        super().set_state(state)
         self.losses = state["losses"].copy()
         self.counts = state["counts"].copy()
         self.steps = state["steps"]
         self.predictor.set_weights(state["predictor_weights"])
+        optimizer = self.predictor.optimizer
+        if not optimizer.built:
+            optimizer.build(self.predictor.trainable_variables)
+        optimizer.load_own_variables(state["predictor_optimizer"])

@@ -1,6 +1,7 @@
 """Exact importance sampling: score a uniform presample with the model."""
 
 from importance_sampling.samplers.base import BaseSampler, Candidates
+from importance_sampling.utils import checks
 
 
 class ModelSampler(BaseSampler):
@@ -24,8 +25,10 @@ class ModelSampler(BaseSampler):
                  forward_batch_size=128, seed=None):
         super().__init__(dataset, reweighting, seed)
         self.model = model
-        self.large_batch = large_batch
-        self.forward_batch_size = forward_batch_size
+        self.large_batch = checks.check_positive_int("large_batch", large_batch)
+        self.forward_batch_size = checks.check_number(
+            "forward_batch_size", forward_batch_size, low=1, integer=True, optional=True
+        )
 
     def candidates(self, batch_size):
         if self.large_batch <= batch_size:

@@ -4,6 +4,7 @@ import numpy as np
 
 from importance_sampling.samplers.base import BaseSampler, Candidates
 from importance_sampling.samplers.labels import class_labels
+from importance_sampling.utils import checks
 
 
 class PerClassGaussian(BaseSampler):
@@ -28,11 +29,9 @@ class PerClassGaussian(BaseSampler):
 
     def __init__(self, dataset, reweighting, alpha=0.9, presample=2048, seed=None):
         super().__init__(dataset, reweighting, seed)
-        if not 0 <= alpha < 1:
-            raise ValueError(f"`alpha` must be in [0, 1). Received: alpha={alpha}")
+        self.alpha = checks.check_number("alpha", alpha, low=0, high=1, high_open=True)
+        self.presample = checks.check_positive_int("presample", presample)
         self.labels, self.num_classes = class_labels(dataset.train_data[:][1])
-        self.alpha = float(alpha)
-        self.presample = presample
         self.reset()
 
     def reset(self):
@@ -62,8 +61,10 @@ class PerClassGaussian(BaseSampler):
             )
 
     def get_state(self):
-        return {"means": self.means.copy(), "second_moments": self.second_moments.copy()}
+        return {**super().get_state(), "means": self.means.copy(),
+                "second_moments": self.second_moments.copy()}
 
     def set_state(self, state):
+        super().set_state(state)
         self.means = state["means"].copy()
         self.second_moments = state["second_moments"].copy()

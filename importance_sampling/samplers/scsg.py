@@ -3,6 +3,7 @@
 import numpy as np
 
 from importance_sampling.samplers.base import BaseSampler, Candidates, check_random_access
+from importance_sampling.utils import checks
 
 
 class SCSGSampler(BaseSampler):
@@ -51,6 +52,12 @@ class SCSGSampler(BaseSampler):
         super().__init__(dataset, reweighting, seed)
         self.model = model
         self.N = len(dataset.train_data)
+        if sample_weight is not None and np.shape(sample_weight) != (self.N,):
+            raise ValueError(
+                "`sample_weight` must be `None` or one weight per training sample, "
+                f"of shape ({self.N},). Received: sample_weight of shape "
+                f"{np.shape(sample_weight)}"
+            )
         self.initial_B = float(B)
         self.B_over_b = int(B_over_b)
         self.B_rate = float(B_rate)
@@ -91,11 +98,12 @@ class SCSGSampler(BaseSampler):
             yield x, y, weights
 
     def get_state(self):
-        return {"B": self.B, "iteration": self.iteration,
+        return {**super().get_state(), "B": self.B, "iteration": self.iteration,
                 "gradient_samples": self.gradient_samples,
                 "backward_samples": self.backward_samples}
 
     def set_state(self, state):
+        super().set_state(state)
         self.B = state["B"]
         self.iteration = state["iteration"]
         self.gradient_samples = state["gradient_samples"]
@@ -104,15 +112,6 @@ class SCSGSampler(BaseSampler):
 
 def check_svrg_arguments(B, B_rate, B_over_b):
     """Raise a `ValueError` unless `B >= 0`, `B_rate > 0` and `B_over_b >= 1` (an int)."""
-    if isinstance(B, bool) or not isinstance(B, (int, float, np.integer, np.floating)) \
-            or not B >= 0:
-        raise ValueError(f"`B` must be a non-negative number. Received: B={B!r}")
-    if isinstance(B_rate, bool) or not isinstance(
-        B_rate, (int, float, np.integer, np.floating)
-    ) or not B_rate > 0:
-        raise ValueError(f"`B_rate` must be a positive number. Received: B_rate={B_rate!r}")
-    if isinstance(B_over_b, bool) or not isinstance(B_over_b, (int, np.integer)) \
-            or B_over_b < 1:
-        raise ValueError(
-            f"`B_over_b` must be a positive integer. Received: B_over_b={B_over_b!r}"
-        )
+    checks.check_number("B", B, low=0)
+    checks.check_number("B_rate", B_rate, low=0, low_open=True)
+    checks.check_positive_int("B_over_b", B_over_b)

@@ -3,6 +3,7 @@
 import numpy as np
 
 from importance_sampling.samplers.base import BaseSampler
+from importance_sampling.utils import checks
 
 
 class SamplerDecorator(BaseSampler):
@@ -53,14 +54,6 @@ class SamplerDecorator(BaseSampler):
         self.sampler.set_state(state["sampler"])
 
 
-def _check_smooth(c):
-    if not c >= 0:
-        raise ValueError(
-            f"`smooth` must be a non-negative number. Received: smooth={c}"
-        )
-    return float(c)
-
-
 class AdditiveSmoothingSampler(SamplerDecorator):
     """Add a constant to every score: `s_i + c`, pulling towards uniform.
 
@@ -71,7 +64,8 @@ class AdditiveSmoothingSampler(SamplerDecorator):
 
     def __init__(self, sampler, c=1.0):
         super().__init__(sampler)
-        self.c = _check_smooth(c)
+        # The training classes pass their `smooth` as `c`.
+        self.c = checks.check_number("smooth", c, low=0)
 
     def transform(self, scores):
         return scores + self.c
@@ -82,8 +76,10 @@ class AdaptiveAdditiveSmoothingSampler(SamplerDecorator):
 
     Before each draw, `mu` is updated with the mean of the (unsmoothed)
     scores of the candidates, `mu <- forget * mu + (1 - forget) * mean(s)`,
-    starting from `mu = 1`. With scores that are losses, `mu` follows the
-    training loss and `percentage` says how much of it every score gets.
+    starting from `mu = 1`; a mean that is not finite (NaN or infinite
+    scores, whose step is drawn uniformly) leaves `mu` as it is. With scores
+    that are losses, `mu` follows the training loss and `percentage` says
+    how much of it every score gets.
 
     Args:
         sampler: The `BaseSampler` to wrap.
@@ -95,21 +91,14 @@ class AdaptiveAdditiveSmoothingSampler(SamplerDecorator):
 
     def __init__(self, sampler, percentage=0.5, forget=0.9):
         super().__init__(sampler)
-        if isinstance(percentage, bool) or not percentage >= 0:
-            raise ValueError(
-                "`percentage` must be a non-negative number. "
-                f"Received: percentage={percentage!r}"
-            )
-        if isinstance(forget, bool) or not 0 <= forget < 1:
-            raise ValueError(
-                f"`forget` must be in [0, 1). Received: forget={forget!r}"
-            )
-        self.percentage = float(percentage)
-        self.forget = float(forget)
+        self.percentage = checks.check_number("percentage", percentage, low=0)
+        self.forget = checks.check_number("forget", forget, low=0, high=1, high_open=True)
         self.mu = 1.0
 
     def transform(self, scores):
-        self.mu = self.forget * self.mu + (1 - self.forget) * float(scores.mean())
+        mean = float(scores.mean())
+        if np.isfinite(mean):
+            self.mu = self.forget * self.mu + (1 - self.forget) * mean
         return scores + self.percentage * self.mu
 
     def reset(self):
@@ -135,11 +124,7 @@ class PowerSmoothingSampler(SamplerDecorator):
 
     def __init__(self, sampler, power=0.5):
         super().__init__(sampler)
-        if not 0 <= power <= 1:
-            raise ValueError(
-                f"`power` must be in [0, 1]. Received: power={power}"
-            )
-        self.power = float(power)
+        self.power = checks.check_number("power", power, low=0, high=1)
 
     def transform(self, scores):
         return scores**self.power
