@@ -1132,8 +1132,9 @@ DATA_FORMS = {
     "importance_loss": ANY_DATA, "importance_gnorm": ANY_DATA, "unbiased": ANY_DATA,
     "ordered_sgd": ANY_DATA,
     "selective_backprop": ANY_DATA + " with `staleness=0`; " + RANDOM_ACCESS + " when stale",
-    "rho_loss": RANDOM_ACCESS + ", and held-out data for its irreducible-loss model, "
-                "trained beforehand (charged to its time here)",
+    "rho_loss": RANDOM_ACCESS + ", and held-out data for its irreducible-loss model "
+                "(here: half the training data, which the model then does not train on; "
+                f"{IRREDUCIBLE_EPOCHS} epochs of training, charged to its time)",
 }
 
 
