@@ -93,7 +93,6 @@ class InfoBatchSampler(BaseSampler):
         seed: Seed of the sampler's random generator.
 
     Attributes:
-        passes: The number of passes begun so far.
         pruned: The number of samples dropped from each pass begun so far.
     """
 
@@ -112,7 +111,6 @@ class InfoBatchSampler(BaseSampler):
         self.order_weights = np.zeros(0, dtype="float32")
         self.position = 0
         self.taken = 0
-        self.passes = 0
         self.pruned = []
 
     def _begin_pass(self):
@@ -124,7 +122,6 @@ class InfoBatchSampler(BaseSampler):
         shuffle = self.rng.permutation(len(kept))
         self.order, self.order_weights = kept[shuffle], weights[shuffle]
         self.position = 0
-        self.passes += 1
         self.pruned.append(count - len(kept))
 
     def sample(self, batch_size):
@@ -147,6 +144,11 @@ class InfoBatchSampler(BaseSampler):
                              "predicted_scores": scores})
         return SampledBatch(idxs, x, y, weights, infobatch_weights, scores)
 
+    @property
+    def passes(self):
+        """The number of passes begun so far."""
+        return len(self.pruned)
+
     def update(self, idxs, scores):
         self.scores[idxs] = scores
         self.seen[idxs] = True
@@ -156,7 +158,7 @@ class InfoBatchSampler(BaseSampler):
             **super().get_state(),
             "scores": self.scores.copy(), "seen": self.seen.copy(),
             "order": self.order.copy(), "order_weights": self.order_weights.copy(),
-            "position": self.position, "taken": self.taken, "passes": self.passes,
+            "position": self.position, "taken": self.taken, "pruned": list(self.pruned),
         }
 
     def set_state(self, state):
@@ -167,7 +169,7 @@ class InfoBatchSampler(BaseSampler):
         self.order_weights = state["order_weights"].copy()
         self.position = state["position"]
         self.taken = state["taken"]
-        self.passes = state["passes"]
+        self.pruned = list(state["pruned"])
 
 
 class InfoBatchTraining(EpochPassTraining):
